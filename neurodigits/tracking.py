@@ -1,0 +1,107 @@
+"""MLflow: where the store is, one run per model, lineage tags, the registry and its alias."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing phones home
+
+import mlflow  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from neurodigits.params import Params  # noqa: E402
+
+TEST_METRIC = "test_accuracy"
+
+
+def project_root() -> Path:
+    """The main repo: DVC sets DVC_ROOT in every stage, also for `dvc exp run --queue/--temp` copies."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def store_dir() -> Path:
+    return project_root() / "mlflow"
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite store under the main repo's mlflow/."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _is_local_store() -> bool:
+    return tracking_uri() == default_tracking_uri()
+
+
+@contextlib.contextmanager
+def store_lock() -> Iterator[None]:
+    """Serialize store set-up and registry updates between parallel local runs (dvc queue -j N)."""
+    if not _is_local_store():
+        yield
+        return
+    store_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(store_dir() / ".lock", timeout=300):
+        yield
+
+
+def _experiment_id(name: str) -> str:
+    with store_lock():
+        mlflow.set_tracking_uri(tracking_uri())
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (store_dir() / "artifacts").as_uri() if _is_local_store() else None
+        return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def lineage_tags(data_sha256: str) -> dict[str, str]:
+    tags = {
+        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        "data_sha256": data_sha256,
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+@contextlib.contextmanager
+def run(params: Params, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start the model's run (run_id None) or reopen it; an exception marks it FAILED."""
+    experiment_id = _experiment_id(params.tracking.experiment)
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id,
+                          run_name=None if run_id else os.environ.get("DVC_EXP_NAME")) as active:
+        yield active
+
+
+def register_and_promote(model_uri: str, params: Params) -> tuple[str, str]:
+    """Register `model_uri`, then point the alias at the version with the best held-out accuracy.
+
+    Returns (this version, champion version). Ties keep the older version as champion.
+    """
+    name, alias = params.tracking.registered_model, params.tracking.alias
+    client = MlflowClient()
+    with store_lock():
+        version = mlflow.register_model(model_uri, name).version
+        scores = {}
+        for candidate in client.search_model_versions(f"name='{name}'"):
+            metrics = client.get_run(candidate.run_id).data.metrics if candidate.run_id else {}
+            scores[int(candidate.version)] = metrics.get(TEST_METRIC, float("-inf"))
+        champion = max(scores, key=lambda v: (scores[v], -v))
+        client.set_registered_model_alias(name, alias, str(champion))
+    return str(version), str(champion)

@@ -1,0 +1,53 @@
+"""evaluate: held-out and training-set metrics, per-class scores, confusion matrix and pictures."""
+
+from pathlib import Path
+
+import keras
+import mlflow
+import pandas as pd
+
+from neurodigits import evaluation, tracking
+from neurodigits.data import load_prepared
+from neurodigits.preprocess import to_model_input
+from neurodigits.inference import softmax
+from neurodigits.io import write_json, write_text
+from neurodigits.params import load_params
+from stages import (CONFUSION_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PER_CLASS_FILE, PLOTS_DIR,
+                    PREPARED_DIR, read_run, run_stage)
+
+
+def main() -> None:
+    params = load_params()
+    data = load_prepared(PREPARED_DIR)
+    model = keras.saving.load_model(MODEL_FILE)
+    test_logits = model.predict(to_model_input(data.x_test), batch_size=1024, verbose=0)
+    train_logits = model.predict(to_model_input(data.x_train), batch_size=1024, verbose=0)
+    test_predicted = test_logits.argmax(axis=1)
+    metrics = {"test": evaluation.split_metrics(test_logits, data.y_test),
+               "train": evaluation.split_metrics(train_logits, data.y_train)}
+    plots = Path(PLOTS_DIR)
+
+    with tracking.run(params, read_run()["mlflow_run_id"]):
+        write_json(METRICS_FILE, metrics)
+        write_json(PER_CLASS_FILE, evaluation.per_class_metrics(data.y_test, test_predicted, data.classes))
+        write_text(CONFUSION_FILE, evaluation.confusion_table(data.y_test, test_predicted, data.classes)
+                   .to_csv(index=False))
+        evaluation.save_figure(evaluation.plot_history(pd.read_csv(HISTORY_FILE)), plots / "training_curves.png")
+        evaluation.save_figure(evaluation.plot_confusion(data.y_test, test_predicted, data.classes),
+                               plots / "confusion_matrix.png")
+        evaluation.save_figure(evaluation.plot_misclassified(data.x_test, data.y_test, softmax(test_logits),
+                                                             data.classes, params.evaluate.gallery_size),
+                               plots / "misclassified.png")
+        mlflow.log_metrics({f"{split}_{name}": value for split, values in metrics.items()
+                            for name, value in values.items() if name != "n"})
+        for path in (METRICS_FILE, PER_CLASS_FILE, CONFUSION_FILE, HISTORY_FILE):
+            mlflow.log_artifact(path, "reports")
+        mlflow.log_artifacts(PLOTS_DIR, "plots")
+
+    test, train = metrics["test"], metrics["train"]
+    print(f"held-out: accuracy {test['accuracy']:.4f}, {test['misclassified']} misclassifications out of "
+          f"{test['n']}; training set: {train['misclassified']} misclassifications out of {train['n']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

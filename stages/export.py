@@ -1,0 +1,63 @@
+"""export: .keras, SavedModel and TFLite with a parity check, then log and register in MLflow."""
+
+from importlib.metadata import version
+
+import keras
+import mlflow
+from mlflow.models import infer_signature
+
+from neurodigits import tracking
+from neurodigits.data import load_prepared
+from neurodigits.preprocess import to_model_input
+from neurodigits.export import METADATA_FILE, TFLITE_FILE, check_parity, format_logits, probability_model, write_formats
+from neurodigits.io import atomic_path, write_json
+from neurodigits.params import load_params
+from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, read_run, run_stage
+
+
+def main() -> None:
+    params = load_params()
+    data = load_prepared(PREPARED_DIR)
+    run = read_run()
+    model = keras.saving.load_model(MODEL_FILE)
+    x = to_model_input(data.x_test)
+    reference = model.predict(x, batch_size=1024, verbose=0)
+    size = data.meta["image_size"]
+
+    with tracking.run(params, run["mlflow_run_id"]), atomic_path(EXPORT_DIR) as tmp:
+        tmp.mkdir()
+        write_formats(model, tmp)
+        parity = check_parity(reference, format_logits(tmp, x), params.export.logits_tolerance)
+        metadata = {
+            "input": {"shape": [None, size * size], "dtype": "float32", "range": [0.0, 1.0],
+                      "layout": f"{size}x{size} image flattened row-major", "polarity": "bright ink on dark"},
+            "output": "logits (apply softmax for probabilities)",
+            "image_size": size,
+            "classes": data.classes,
+            "model_kind": params.model.kind,
+            "params": params.model_dump(),
+            "data_source": data.meta["source"],
+            "data_sha256": data.meta["source_sha256"],
+            "weights_sha256": run["weights_sha256"],
+            "mlflow_run_id": run["mlflow_run_id"],
+            "parity": parity,
+        }
+        write_json(tmp / METADATA_FILE, metadata)
+        mlflow.log_metrics(parity)
+        mlflow.log_artifact(str(tmp / TFLITE_FILE), "export")
+        mlflow.log_artifact(str(tmp / METADATA_FILE), "export")
+        served = probability_model(model)
+        info = mlflow.tensorflow.log_model(
+            served, name="model", signature=infer_signature(x[:5], served.predict(x[:5], verbose=0)),
+            input_example=x[:2], pip_requirements=[f"tensorflow-cpu=={version('tensorflow-cpu')}",
+                                                   f"keras=={keras.__version__}"])
+        registered, champion = tracking.register_and_promote(info.model_uri, params)
+
+    name = params.tracking.registered_model
+    print(f"exported .keras, SavedModel, TFLite to {EXPORT_DIR} (max logit diff "
+          f"{max(parity.values()):.1e}); registered models:/{name}/{registered}; "
+          f"@{params.tracking.alias} -> version {champion}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,51 @@
+"""train: build the model from params, train it deterministically, track the run in MLflow."""
+
+import time
+
+import keras
+import mlflow
+from sklearn.model_selection import train_test_split
+
+from neurodigits import tracking
+from neurodigits.data import load_prepared
+from neurodigits.preprocess import to_model_input
+from neurodigits.io import atomic_path, write_json, write_text
+from neurodigits.models import build_model
+from neurodigits.params import load_params
+from neurodigits.training import fit, set_determinism, weights_sha256
+from stages import HISTORY_FILE, MODEL_FILE, PREPARED_DIR, RUN_FILE, run_stage
+
+
+def main() -> None:
+    params = load_params()
+    data = load_prepared(PREPARED_DIR)
+    set_determinism(params.train.seed)
+    x, y = to_model_input(data.x_train), data.y_train
+    validation = None
+    if params.train.validation_fraction:
+        x, x_val, y, y_val = train_test_split(x, y, test_size=params.train.validation_fraction,
+                                              stratify=y, random_state=params.train.seed)
+        validation = (x_val, y_val)
+    model = build_model(params.model, params.train, data.meta["image_size"], len(data.classes))
+    model.summary()
+
+    with tracking.run(params) as run:
+        mlflow.log_params(params.flat())
+        mlflow.set_tags(tracking.lineage_tags(data.meta["source_sha256"]))
+        mlflow.log_input(mlflow.data.from_numpy(x, targets=y, source=PREPARED_DIR, name="train"), context="training")
+        log_epoch = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: mlflow.log_metrics(logs, step=epoch + 1))
+        started = time.perf_counter()
+        history = fit(model, x, y, params.train, validation, callbacks=[log_epoch])
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)
+        weights = weights_sha256(model)
+        mlflow.set_tag("weights_sha256", weights)
+        with atomic_path(MODEL_FILE) as tmp:
+            model.save(tmp)
+        write_text(HISTORY_FILE, history.to_csv(index=False, float_format="%.6f"))
+        write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id, "weights_sha256": weights})
+    print(f"trained {model.name}: {len(history)} epochs, weights sha256 {weights[:12]}, MLflow run {run.info.run_id}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
