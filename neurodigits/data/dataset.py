@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path
 from neurodigits.params import DataParams
+from neurodigits.preprocess import resize_images
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,6 @@ class Prepared:
     y_test: np.ndarray
     classes: list[str]
     meta: dict
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 (N, H, W) images to (N, size, size) with antialiasing; a no-op at the native size."""
-    if images.shape[1:] == (size, size):
-        return images
-    out = np.empty((len(images), size, size), dtype=np.uint8)
-    for i, image in enumerate(images):
-        out[i] = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-    return out
 
 
 def class_names(*label_arrays: np.ndarray) -> list[str]:
