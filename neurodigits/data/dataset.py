@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from neurodigits import NeuroDigitsError
-from neurodigits.io import atomic_path
-from neurodigits.params import DataParams
+from neurodigits.io import atomic_path, sha256_file
+from neurodigits.params import PARAMS_FILE, DataParams
 from neurodigits.preprocess import resize_images
 
 
@@ -45,21 +47,88 @@ def class_names(*label_arrays: np.ndarray) -> list[str]:
     return [str(label) for label in labels]
 
 
+def source_path(params: DataParams) -> Path:
+    """`data.path` as an existing folder; one line naming the fix when it is unset or missing."""
+    if params.path is None:
+        raise NeuroDigitsError(f"{PARAMS_FILE}: 'data.path' is required for data.source '{params.source}'; "
+                               "set it to the folder holding the data")
+    path = Path(params.path).expanduser()
+    if not path.is_dir():
+        raise NeuroDigitsError(f"{PARAMS_FILE}: 'data.path' {params.path!r} is not an existing folder "
+                               f"(relative paths start at {Path.cwd()}); fix data.path")
+    return path
+
+
+def files_sha256(paths: Iterable[Path], root: Path | None = None) -> str:
+    """One digest over files' names (relative to `root`, else base names) and contents."""
+    digest = hashlib.sha256()
+    for path in paths:
+        name = path.relative_to(root).as_posix() if root else path.name
+        digest.update(f"{name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_split(images: np.ndarray, labels: np.ndarray, split: str) -> None:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
+        raise NeuroDigitsError(f"data: {split} images must be uint8 (N, H, W), got "
+                               f"{getattr(images, 'dtype', type(images).__name__)} {np.shape(images)}; fix the source")
+    if min(images.shape[1:]) < 8:
+        raise NeuroDigitsError(f"data: {split} images are {images.shape[1]}x{images.shape[2]}, under 8x8 pixels; "
+                               "check the data (or data.pixel_order)")
+    if np.ndim(labels) != 1 or len(labels) != len(images):
+        raise NeuroDigitsError(f"data: {len(images)} {split} images but labels of shape {np.shape(labels)}; "
+                               "give one label per image")
+    if np.asarray(labels).dtype.kind not in "iuU":
+        raise NeuroDigitsError(f"data: {split} labels must be integers or strings, got {labels.dtype}; fix the source")
+    if len(images) == 0:
+        raise NeuroDigitsError(f"data: no {split} images; check data.path")
+
+
+def validate_dataset(dataset: Dataset) -> None:
+    """Check shapes, dtypes, labels and class counts before any work; one line naming the fix."""
+    _check_split(dataset.images, dataset.labels, "train")
+    if (dataset.test_images is None) != (dataset.test_labels is None):
+        raise NeuroDigitsError("data: test images without test labels (or the reverse); give both or neither")
+    classes, counts = np.unique(dataset.labels, return_counts=True)
+    if len(classes) < 2:
+        raise NeuroDigitsError(f"data: only one class ({classes[0]!s}); a classifier needs at least two")
+    if dataset.test_images is None:
+        needed = 2  # a stratified split puts at least one image of each class on each side
+    else:
+        needed = 1
+        _check_split(dataset.test_images, dataset.test_labels, "test")
+        if dataset.test_images.shape[1:] != dataset.images.shape[1:]:
+            raise NeuroDigitsError(f"data: test images are {dataset.test_images.shape[1:]} but train images are "
+                                   f"{dataset.images.shape[1:]}; use one image size")
+        unseen = np.setdiff1d(dataset.test_labels, classes)
+        if len(unseen):
+            raise NeuroDigitsError(f"data: test classes {unseen.tolist()} have no training images; "
+                                   "add training images for them")
+    few = classes[counts < needed]
+    if len(few):
+        raise NeuroDigitsError(f"data: classes {few.tolist()} have fewer than {needed} images, too few for a "
+                               "stratified split; add images or remove those classes")
+
+
+def _stratified_split(images: np.ndarray, labels: np.ndarray, seed: int, **size) -> list[np.ndarray]:
+    try:
+        return train_test_split(images, labels, stratify=labels, random_state=seed, **size)
+    except ValueError as exc:
+        raise NeuroDigitsError(f"data: cannot make a stratified split ({exc}); "
+                               "add samples or change data.limit / data.test_fraction") from None
+
+
 def prepare(dataset: Dataset, params: DataParams) -> Prepared:
-    """Resize to `image_size`, then split off a stratified test set (or keep the source's own)."""
+    """Validate, resize to `image_size`, then split off a stratified test set (or keep the source's own)."""
+    validate_dataset(dataset)
     images, labels = dataset.images, dataset.labels
     if params.limit is not None and params.limit < len(images):
-        images, _, labels, _ = train_test_split(
-            images, labels, train_size=params.limit, stratify=labels, random_state=params.seed)
+        images, _, labels, _ = _stratified_split(images, labels, params.seed, train_size=params.limit)
     if dataset.test_images is not None:
         x_train, y_train, x_test, y_test = images, labels, dataset.test_images, dataset.test_labels
     else:
-        try:
-            x_train, x_test, y_train, y_test = train_test_split(
-                images, labels, test_size=params.test_fraction, stratify=labels, random_state=params.seed)
-        except ValueError as exc:
-            raise NeuroDigitsError(
-                f"data: cannot make a stratified split ({exc}); add samples or change data.test_fraction") from None
+        x_train, x_test, y_train, y_test = _stratified_split(images, labels, params.seed,
+                                                             test_size=params.test_fraction)
     classes = class_names(y_train, y_test)
     index = {name: i for i, name in enumerate(classes)}
     to_index = np.vectorize(lambda label: index[str(label)], otypes=[np.int64])

@@ -8,7 +8,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from neurodigits.data.arrays import load_arrays
 from neurodigits.data.dataset import Dataset
+from neurodigits.data.folders import load_images
+from neurodigits.data.idx import load_idx
+from neurodigits.data.mnist import load_mnist
 from neurodigits.io import sha256_file
 from neurodigits.params import DataParams
 
@@ -29,6 +33,10 @@ def load_mnist_5k(params: DataParams) -> Dataset:
 
 LOADERS: dict[str, Callable[[DataParams], Dataset]] = {
     "mnist-5k": load_mnist_5k,
+    "mnist": load_mnist,
+    "idx": load_idx,
+    "numpy": load_arrays,
+    "images": load_images,
 }
 
 
