@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from data_helpers import FASHION_MNIST, embedded, per_class, write_idx_set, write_pngs
+from data_helpers import FASHION_MNIST, per_class, write_idx_set, write_pngs
 from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset, prepare
 from neurodigits.data.arrays import to_uint8
@@ -101,7 +101,12 @@ def test_pixel_values_become_uint8(values, expected):
     assert to_uint8(values, Path("X.npy")).tolist() == expected
 
 
-@pytest.mark.parametrize("values", [np.array([-3.0, 0.0, 2.5]), np.array([0, 300]), np.array([0.2, np.inf])])
+@pytest.mark.parametrize("values", [
+    np.array([-3.0, 0.0, 2.5]),  # standardized, not intensities
+    np.array([0.0, 400.0]),
+    np.array([0, 300]),
+    np.array([0.2, np.inf]),
+])
 def test_pixel_values_out_of_range_are_rejected(values):
     with pytest.raises(NeuroDigitsError, match="X.npy"):
         to_uint8(values, Path("X.npy"))
@@ -113,8 +118,8 @@ def test_image_folders_are_preprocessed_mnist_style(tmp_path):
     dataset = load_dataset(DataParams(source="images", path=str(root)))
     assert dataset.images.shape == (30, 28, 28) and dataset.labels.tolist() == labels.tolist()
     assert np.median(dataset.images[:, 0, :]) == 0  # inverted inputs came back as bright ink on dark
-    prepared = prepare(dataset, DataParams(test_fraction=0.34))
-    assert len(prepared.y_test) == 10 and prepared.classes == [str(c) for c in range(10)]
+    prepared = prepare(dataset, DataParams(test_fraction=0.5))
+    assert len(prepared.y_test) == 15 and prepared.classes == [str(c) for c in range(10)]
 
 
 def test_image_folder_names_are_the_classes(tmp_path):
@@ -135,4 +140,3 @@ def test_prepare_stage_writes_outputs_for_an_idx_folder(tmp_path):
     report = json.loads((tmp_path / "reports" / "data.json").read_text())
     assert (report["n_train"], report["n_test"]) == (100, 20)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared"]  # no temporaries left
-    assert embedded()[0].dtype == np.uint8

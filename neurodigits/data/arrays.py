@@ -11,7 +11,8 @@ from neurodigits import NeuroDigitsError
 from neurodigits.data.dataset import Dataset, files_sha256, source_path
 from neurodigits.params import DataParams
 
-UNIT_MAX = 1.5  # float arrays whose maximum is at most this hold [0, 1] intensities, else 0-255 values
+# Float pixels: [0, 1] intensities when the maximum is at most UNIT_MAX, else 0-255 values up to BYTE_MAX.
+UNIT_MAX, BYTE_MAX, FLOAT_MIN = 1.5, 300.0, -0.5
 
 
 def _load(path: Path) -> np.ndarray:
@@ -27,10 +28,10 @@ def _load(path: Path) -> np.ndarray:
 def to_uint8(values: np.ndarray, path: Path) -> np.ndarray:
     """Pixel values -> uint8 0-255.
 
-    Integers must lie in 0-255 and booleans become 0/255. Floats are [0, 1] intensities when their
-    maximum is at most 1.5 (scaled by 255), else 0-255 values; either way they may stray up to half
-    the range outside it (the reference's resampled digits dip slightly below 0) and are clipped,
-    then rounded. NaN, inf and anything further out (e.g. standardized data) is an error.
+    Integers must lie in 0-255 and booleans become 0/255. Floats are [0, 1] intensities (scaled by
+    255) when their maximum is at most 1.5, else 0-255 values (maximum at most 300); they may dip to
+    -0.5 (the reference's resampled digits go slightly below 0). Values are rounded and clipped to
+    0-255. NaN, inf and anything further out (e.g. standardized data) is an error.
     """
     if values.dtype == bool:
         return values.astype(np.uint8) * 255
@@ -47,8 +48,7 @@ def to_uint8(values: np.ndarray, path: Path) -> np.ndarray:
     if not values.size:
         return values.astype(np.uint8)
     scale = 255.0 if values.max() <= UNIT_MAX else 1.0
-    low, high = values.min() * scale, values.max() * scale
-    if low < -127.5 or high > 382.5:
+    if values.min() < FLOAT_MIN or values.max() > BYTE_MAX:
         raise NeuroDigitsError(f"{path}: pixels in [{values.min():.3g}, {values.max():.3g}], expected [0, 1] or "
                                "[0, 255] intensities; rescale the array")
     return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)

@@ -78,8 +78,9 @@ def _check_split(images: np.ndarray, labels: np.ndarray, split: str) -> None:
     if np.ndim(labels) != 1 or len(labels) != len(images):
         raise NeuroDigitsError(f"data: {len(images)} {split} images but labels of shape {np.shape(labels)}; "
                                "give one label per image")
-    if np.asarray(labels).dtype.kind not in "iuU":
-        raise NeuroDigitsError(f"data: {split} labels must be integers or strings, got {labels.dtype}; fix the source")
+    dtype = np.asarray(labels).dtype
+    if dtype.kind not in "iuU":
+        raise NeuroDigitsError(f"data: {split} labels must be integers or strings, got {dtype}; fix the source")
     if len(images) == 0:
         raise NeuroDigitsError(f"data: no {split} images; check data.path")
 
@@ -93,21 +94,19 @@ def validate_dataset(dataset: Dataset) -> None:
     if len(classes) < 2:
         raise NeuroDigitsError(f"data: only one class ({classes[0]!s}); a classifier needs at least two")
     if dataset.test_images is None:
-        needed = 2  # a stratified split puts at least one image of each class on each side
-    else:
-        needed = 1
-        _check_split(dataset.test_images, dataset.test_labels, "test")
-        if dataset.test_images.shape[1:] != dataset.images.shape[1:]:
-            raise NeuroDigitsError(f"data: test images are {dataset.test_images.shape[1:]} but train images are "
-                                   f"{dataset.images.shape[1:]}; use one image size")
-        unseen = np.setdiff1d(dataset.test_labels, classes)
-        if len(unseen):
-            raise NeuroDigitsError(f"data: test classes {unseen.tolist()} have no training images; "
-                                   "add training images for them")
-    few = classes[counts < needed]
-    if len(few):
-        raise NeuroDigitsError(f"data: classes {few.tolist()} have fewer than {needed} images, too few for a "
-                               "stratified split; add images or remove those classes")
+        few = classes[counts < 2]  # a stratified split puts at least one image of each class on each side
+        if len(few):
+            raise NeuroDigitsError(f"data: classes {few.tolist()} have fewer than 2 images, too few for a "
+                                   "stratified split; add images or remove those classes")
+        return
+    _check_split(dataset.test_images, dataset.test_labels, "test")
+    if dataset.test_images.shape[1:] != dataset.images.shape[1:]:
+        raise NeuroDigitsError(f"data: test images are {dataset.test_images.shape[1:]} but train images are "
+                               f"{dataset.images.shape[1:]}; use one image size")
+    unseen = np.setdiff1d(dataset.test_labels, classes)
+    if len(unseen):
+        raise NeuroDigitsError(f"data: test classes {unseen.tolist()} have no training images; "
+                               "add training images for them")
 
 
 def _stratified_split(images: np.ndarray, labels: np.ndarray, seed: int, **size) -> list[np.ndarray]:

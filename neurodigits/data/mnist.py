@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,7 +70,8 @@ def download(filename: str, directory: Path, sha256: str, mirrors: Sequence[str]
             _fetch(url, target, sha256)
             return target
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            failures.append(f"{url} ({' '.join(str(exc).split())})")
+            reason = exc.reason if type(exc) is urllib.error.URLError else exc  # drop "<urlopen error ...>"
+            failures.append(f"{url} ({' '.join(str(reason).split())})")
     raise NeuroDigitsError(f"cannot download {filename}: {'; '.join(failures)}; expected sha256 {sha256}; "
                            "download the four MNIST .gz files by hand into a folder and set data.path to it")
 
