@@ -11,6 +11,7 @@ from keras import layers
 from neurodigits.params import ModelParams, TrainParams
 
 
+
 def build_mlp(input_size: int, num_classes: int, hidden_units: list[int], activation: str = "relu",
               augmentation: keras.Sequential | None = None) -> keras.Model:
     """The reference MLP (400-25-15-10 by default): Dense ReLU layers, a linear output."""
@@ -62,3 +63,15 @@ def build_model(model: ModelParams, train: TrainParams, image_size: int, num_cla
         return build_mlp(image_size * image_size, num_classes, model.hidden_units, model.activation, augmentation)
     return build_cnn(image_size, num_classes, model.conv_filters, model.kernel_size,
                      model.dense_units, model.dropout, augmentation)
+
+
+
+def inference_model(trained: keras.Model, model: ModelParams, train: TrainParams, image_size: int,
+                    num_classes: int) -> keras.Model:
+    """`trained` rebuilt without the training-only augmentation block: what gets exported (its random
+    ops would otherwise stay in the SavedModel graph, and TFLite cannot convert them)."""
+    if not train.augment:
+        return trained
+    stripped = build_model(model, train.model_copy(update={"augment": False}), image_size, num_classes)
+    stripped.set_weights(trained.get_weights())  # augmentation has no weights: same order, same values
+    return stripped

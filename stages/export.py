@@ -11,6 +11,7 @@ from neurodigits.data import load_prepared
 from neurodigits.preprocess import to_model_input
 from neurodigits.export import METADATA_FILE, TFLITE_FILE, check_parity, format_logits, probability_model, write_formats
 from neurodigits.io import atomic_path, write_json
+from neurodigits.models import inference_model
 from neurodigits.params import load_params
 from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, read_run, run_stage
 
@@ -19,10 +20,11 @@ def main() -> None:
     params = load_params()
     data = load_prepared(PREPARED_DIR)
     run = read_run()
-    model = keras.saving.load_model(MODEL_FILE)
+    size = data.meta["image_size"]
+    trained = keras.saving.load_model(MODEL_FILE)
+    model = inference_model(trained, params.model, params.train, size, len(data.classes))
     x = to_model_input(data.x_test)
     reference = model.predict(x, batch_size=1024, verbose=0)
-    size = data.meta["image_size"]
 
     with tracking.run(params, run["mlflow_run_id"]), atomic_path(EXPORT_DIR) as tmp:
         tmp.mkdir()

@@ -1,0 +1,76 @@
+"""Model builders, augmentation and training options, on real Keras with tiny data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import copy_project, run
+from neurodigits.models import build_augmentation, build_cnn, build_mlp, build_model, inference_model
+from neurodigits.params import ModelParams, TrainParams
+from neurodigits.training import fit, learning_rate, set_determinism
+
+
+def test_mlp_has_the_reference_shapes():
+    model = build_mlp(400, 10, [25, 15])
+    assert [w.shape for w in model.get_weights()] == [(400, 25), (25,), (25, 15), (15,), (15, 10), (10,)]
+    assert model.layers[-1].activation.__name__ == "linear"
+
+
+def test_cnn_follows_its_params():
+    model = build_model(ModelParams(kind="cnn", conv_filters=[8, 16, 24], kernel_size=5, dense_units=40),
+                        TrainParams(), image_size=20, num_classes=7)
+    kernels = [w.shape for w in model.get_weights() if w.ndim == 4]
+    assert kernels == [(5, 5, 1, 8), (5, 5, 8, 8), (5, 5, 8, 16), (5, 5, 16, 16), (5, 5, 16, 24), (5, 5, 24, 24)]
+    assert model.output_shape == (None, 7)
+    assert [w.shape for w in model.get_weights()][-4:] == [(24 * 2 * 2, 40), (40,), (40, 7), (7,)]
+
+
+def test_augmentation_acts_in_training_only():
+    set_determinism(0)
+    augmented = build_cnn(20, 10, [4], augmentation=build_augmentation(0.1, 0.2, 0.2, seed=0))
+    plain = build_cnn(20, 10, [4])
+    plain.set_weights(augmented.get_weights())  # augmentation layers have no weights
+    x = np.random.default_rng(0).random((8, 400), dtype=np.float32)
+    np.testing.assert_array_equal(augmented(x, training=False), plain(x, training=False))
+    assert not np.allclose(augmented(x, training=True), plain(x, training=True))
+    model, train = ModelParams(kind="cnn", conv_filters=[4]), TrainParams(augment=True)
+    stripped = inference_model(augmented, model, train, 20, 10)
+    assert "augment" not in [layer.name for layer in stripped.layers]
+    np.testing.assert_array_equal(stripped(x), plain(x))
+
+
+def test_early_stopping_restores_the_best_weights():
+    set_determinism(1)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((256, 16), dtype=np.float32), rng.integers(0, 2, 256)
+    validation = (rng.random((64, 16), dtype=np.float32), rng.integers(0, 2, 64))  # noise: val loss rises
+    model = build_mlp(16, 2, [64])
+    params = TrainParams(epochs=60, batch_size=16, learning_rate=0.01, early_stopping_patience=2)
+    history = fit(model, x, y, params, validation=validation, verbose=0)
+    assert len(history) < 60
+    best = history["val_loss"].min()
+    assert history["val_loss"].iloc[-1] > best
+    restored = model.evaluate(*validation, verbose=0, return_dict=True)["loss"]
+    assert abs(restored - best) < 1e-4
+
+
+def test_lr_schedules_start_at_the_learning_rate_and_decay():
+    params, steps_per_epoch = TrainParams(epochs=5, learning_rate=0.01), 10
+    assert learning_rate(params, steps_per_epoch) == 0.01
+    for schedule in ("cosine", "exponential"):
+        lr = learning_rate(params.model_copy(update={"lr_schedule": schedule}), steps_per_epoch)
+        assert float(lr(0)) == pytest.approx(0.01) and float(lr(49)) < 0.01 * 0.7
+
+
+def test_short_cnn_run_through_the_pipeline_beats_chance(tmp_path: Path):
+    project = copy_project(tmp_path, data={"limit": 1000}, train={"epochs": 2, "augment": True},
+                           model={"kind": "cnn", "conv_filters": [8, 16], "dense_units": 32})
+    run(["dvc", "repro"], project)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.5  # chance is 0.1
+    metadata = json.loads((project / "models/export/metadata.json").read_text())
+    assert metadata["model_kind"] == "cnn" and max(metadata["parity"].values()) <= 1e-4
