@@ -36,16 +36,16 @@ def build_augmentation(rotation: float, shift: float, zoom: float, seed: int) ->
 
 
 def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel_size: int = 3,
-              dense_units: int = 128, dropout: float = 0.0,
+              convs_per_block: int = 2, dense_units: int = 128, dropout: float = 0.0,
               augmentation: keras.Sequential | None = None) -> keras.Model:
-    """A VGG-style CNN: per entry of `conv_filters`, two convolutions then 2x2 max-pooling."""
+    """A VGG-style CNN: per entry of `conv_filters`, `convs_per_block` ReLU convolutions then 2x2 max-pooling."""
     inputs = keras.Input(shape=(image_size * image_size,), name="pixels")
     x = layers.Reshape((image_size, image_size, 1))(inputs)
     if augmentation is not None:
         x = augmentation(x)
     for filters in conv_filters:
-        x = layers.Conv2D(filters, kernel_size, padding="same", activation="relu")(x)
-        x = layers.Conv2D(filters, kernel_size, padding="same", activation="relu")(x)
+        for _ in range(convs_per_block):
+            x = layers.Conv2D(filters, kernel_size, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
@@ -61,7 +61,7 @@ def build_model(model: ModelParams, train: TrainParams, image_size: int, num_cla
                     if train.augment else None)
     if model.kind == "mlp":
         return build_mlp(image_size * image_size, num_classes, model.hidden_units, model.activation, augmentation)
-    return build_cnn(image_size, num_classes, model.conv_filters, model.kernel_size,
+    return build_cnn(image_size, num_classes, model.conv_filters, model.kernel_size, model.convs_per_block,
                      model.dense_units, model.dropout, augmentation)
 
 

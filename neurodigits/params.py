@@ -36,6 +36,7 @@ class ModelParams(_Section):
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish"] = "relu"
     conv_filters: list[PositiveInt] = Field(default=[32, 64], min_length=1)
     kernel_size: int = Field(3, ge=1, le=7)
+    convs_per_block: int = Field(2, ge=1, le=4)
     dense_units: int = Field(128, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
 
