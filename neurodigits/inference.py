@@ -1,16 +1,48 @@
-"""Run an exported TFLite model through the standalone LiteRT runtime (no TensorFlow import)."""
+"""Run a trained model on preprocessed digits: the TFLite export through the standalone LiteRT
+runtime (no TensorFlow import, fast start), or an MLflow model URI through pyfunc (imported lazily)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+
+from neurodigits import NeuroDigitsError
+from neurodigits.preprocess import to_model_input
+
+EXPORT_DIR = Path("models") / "export"
+TFLITE_FILE, METADATA_FILE = "model.tflite", "metadata.json"
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the runtime's C-level "INFO: Created TensorFlow Lite XNNPACK delegate" line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class TFLitePredictor:
@@ -21,13 +53,136 @@ class TFLitePredictor:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = None
+        self._lock = threading.Lock()  # one interpreter, many server threads
+
+    @property
+    def input_size(self) -> int:
+        return int(self._input["shape"][-1])
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self._output["shape"][-1])
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if self._batch != len(x):
-            self.interpreter.resize_tensor_input(self._input["index"], [len(x), *self._input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self._batch = len(x)
-        self.interpreter.set_tensor(self._input["index"], x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output["index"]).copy()
+        with self._lock:
+            if self._batch != len(x):
+                self.interpreter.resize_tensor_input(self._input["index"], [len(x), *self._input["shape"][1:]])
+                with _quiet_stderr():
+                    self.interpreter.allocate_tensors()
+                self._batch = len(x)
+            self.interpreter.set_tensor(self._input["index"], x)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._output["index"]).copy()
+
+
+class Classifier(Protocol):
+    """What `predict`, `read` and the server need from a model."""
+
+    image_size: int
+    classes: list[str]
+    source: str
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Flat model inputs (N, S*S) -> class probabilities (N, C)."""
+
+
+class TFLiteClassifier:
+    """The TFLite export, with the image size and class names from its metadata.json (if any)."""
+
+    def __init__(self, path: Path) -> None:
+        self.source = str(path)
+        self.predictor = TFLitePredictor(path)
+        metadata_file = path.parent / METADATA_FILE
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+        self.image_size = int(metadata.get("image_size") or math.isqrt(self.predictor.input_size))
+        self.classes = [str(c) for c in metadata.get("classes") or range(self.predictor.num_outputs)]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self.predictor.logits(x))
+
+
+class MLflowClassifier:
+    """A registered (or logged) MLflow model, which outputs probabilities, through pyfunc."""
+
+    def __init__(self, uri: str) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        import mlflow  # noqa: PLC0415 - slow; only this path needs it
+
+        from neurodigits import tracking  # noqa: PLC0415
+
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        try:
+            self.model = mlflow.pyfunc.load_model(uri)
+        except Exception as exc:  # MLflow raises many types for a bad URI or an unreachable store
+            raise NeuroDigitsError(f"{uri}: cannot load the MLflow model ({exc.__class__.__name__}: "
+                                   f"{str(exc).splitlines()[0][:200]})") from None
+        self.source = uri
+        width = self.model.metadata.get_input_schema().inputs[0].shape[-1]
+        self.image_size = math.isqrt(width)
+        self.classes = self._run_classes() or [str(i) for i in range(self._num_outputs(width))]
+
+    def _run_classes(self) -> list[str] | None:
+        """Class names from the export metadata logged with the model's run, when there is one."""
+        import mlflow  # noqa: PLC0415
+
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=self.model.metadata.run_id,
+                                                       artifact_path=f"export/{METADATA_FILE}")
+            return [str(c) for c in json.loads(Path(path).read_text())["classes"]]
+        except Exception:  # no run, or a model logged without the export's metadata
+            return None
+
+    def _num_outputs(self, width: int) -> int:
+        return self.probabilities(np.zeros((1, width), dtype=np.float32)).shape[-1]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras' progress bar would mix into our output
+            return np.asarray(self.model.predict(np.asarray(x, dtype=np.float32)), dtype=np.float64)
+
+
+def default_model() -> Path:
+    """models/export under the current folder, else under this project's root."""
+    candidates = [Path.cwd() / EXPORT_DIR, Path(__file__).resolve().parents[1] / EXPORT_DIR]
+    for candidate in candidates:
+        if (candidate / TFLITE_FILE).is_file():
+            return candidate
+    raise NeuroDigitsError(f"no model in {EXPORT_DIR} (looked in {', '.join(str(c) for c in candidates)}); "
+                           "run `dvc repro` first or pass --model")
+
+
+def load_classifier(model: str | Path | None = None) -> Classifier:
+    """An export folder, a .tflite file, or an MLflow model URI (models:/name/3, models:/name@alias)."""
+    if model is None:
+        model = default_model()
+    if str(model).startswith(MLFLOW_SCHEMES):
+        return MLflowClassifier(str(model))
+    path = Path(model)
+    if path.is_dir():
+        path = path / TFLITE_FILE
+    if not path.is_file():
+        raise NeuroDigitsError(f"{model}: no such model; give an export folder, a .tflite file "
+                               "or an MLflow URI like models:/neurodigits@champion")
+    return TFLiteClassifier(path)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The most likely class, its probability, and the top classes with theirs."""
+
+    label: str
+    probability: float
+    top: list[tuple[str, float]]
+    probabilities: dict[str, float]
+
+
+def classify(classifier: Classifier, images: np.ndarray, top: int = 3) -> list[Prediction]:
+    """Preprocessed uint8 (N, S, S) digits -> one Prediction each."""
+    probabilities = classifier.probabilities(to_model_input(images))
+    predictions = []
+    for row in probabilities:
+        order = np.argsort(row)[::-1]
+        ranked = [(classifier.classes[i], float(row[i])) for i in order[:top]]
+        predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked,
+                                      {name: float(p) for name, p in zip(classifier.classes, row)}))
+    return predictions

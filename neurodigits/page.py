@@ -1,0 +1,161 @@
+"""Read a page of handwritten numbers: find each digit, classify it, group digits into lines.
+
+Digits are the connected components of the page's ink map; pieces of one broken digit (the
+same x-range within a line) are merged, over-wide blobs of touching digits are split at their
+thinnest column, and dust is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from neurodigits import NeuroDigitsError
+from neurodigits.inference import Classifier, classify
+from neurodigits.preprocess import ink_map, mnist_style
+
+DUST_SHARE = 0.03  # components with less ink than this share of a typical one are dust
+MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
+MAX_PAGE_SIDE = 3000  # bigger pages are read shrunk to this
+MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
+
+Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
+
+
+@dataclass(frozen=True)
+class Digit:
+    """One digit found on the page: its class, probability and box."""
+
+    label: str
+    probability: float
+    box: Box
+
+
+@dataclass
+class _Blob:
+    box: Box
+    ids: set[int]
+    mass: float
+
+    @property
+    def centre_row(self) -> float:
+        return (self.box[0] + self.box[2]) / 2
+
+    def merge(self, other: _Blob) -> _Blob:
+        box = (min(self.box[0], other.box[0]), min(self.box[1], other.box[1]),
+               max(self.box[2], other.box[2]), max(self.box[3], other.box[3]))
+        return _Blob(box, self.ids | other.ids, self.mass + other.mass)
+
+
+def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
+    """Group blobs whose vertical centre falls inside a line's extent; lines top to bottom."""
+    lines: list[list[_Blob]] = []
+    spans: list[list[int]] = []
+    for blob in sorted(blobs, key=lambda b: -(b.box[2] - b.box[0])):  # tall blobs define the lines
+        for line, span in zip(lines, spans):
+            if span[0] <= blob.centre_row <= span[1]:
+                line.append(blob)
+                break
+        else:
+            lines.append([blob])
+            spans.append([blob.box[0], blob.box[2]])
+    order = sorted(range(len(lines)), key=lambda i: spans[i][0])
+    return [sorted(lines[i], key=lambda b: b.box[1]) for i in order]
+
+
+def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
+    """Merge the pieces of broken digits: blobs whose x-ranges overlap by half the narrower one's
+    width and which are vertically less than a quarter of a digit's height apart."""
+    blobs = sorted(blobs, key=lambda b: b.box[1])
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(blobs):
+            for j in range(i + 1, len(blobs)):
+                b = blobs[j]
+                if b.box[1] >= a.box[3]:
+                    break
+                overlap = min(a.box[3], b.box[3]) - b.box[1]
+                gap = max(a.box[0], b.box[0]) - min(a.box[2], b.box[2])
+                if overlap >= 0.5 * min(a.box[3] - a.box[1], b.box[3] - b.box[1]) and gap <= 0.25 * height:
+                    blobs[i] = a.merge(b)
+                    del blobs[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return blobs
+
+
+def _split_wide(blob: _Blob, ink: np.ndarray, height: float) -> list[_Blob]:
+    """Split a blob much wider than a digit at its thinnest column near each expected cut."""
+    top, left, bottom, right = blob.box
+    count = round((right - left) / (0.8 * height))
+    if (right - left) <= MAX_ASPECT * height or count < 2:
+        return [blob]
+    profile = ink[top:bottom, left:right].sum(axis=0)
+    cuts, width = [0], (right - left) / count
+    for k in range(1, count):
+        lo, hi = int((k - 0.3) * width), int((k + 0.3) * width)
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    cuts.append(right - left)
+    return [_Blob((top, left + a, bottom, left + b), blob.ids, float(profile[a:b].sum()))
+            for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def find_digits(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
+    """Each line's digits, left to right, as (box, the digit's own ink cropped to the box)."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if not count:
+        return []
+    masses = ndimage.sum(ink, labels, np.arange(1, count + 1))
+    blobs = [_Blob((s[0].start, s[1].start, s[0].stop, s[1].stop), {i}, float(mass))
+             for i, (s, mass) in enumerate(zip(ndimage.find_objects(labels), masses), start=1)]
+    large = [b for b in blobs if b.mass >= 0.1 * max(masses)]
+    typical = float(np.median([b.mass for b in large]))
+    height = float(np.median([b.box[2] - b.box[0] for b in large]))
+    lines = _lines(_merge_pieces([b for b in blobs if b.mass >= DUST_SHARE * typical], height))
+    found = []
+    for line in lines:
+        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical]
+        if not line:
+            continue
+        height = float(np.median([b.box[2] - b.box[0] for b in line]))
+        digits = []
+        for blob in (piece for b in line for piece in _split_wide(b, ink, height)):
+            top, left, bottom, right = blob.box
+            own = np.isin(labels[top:bottom, left:right], list(blob.ids))
+            digits.append((blob.box, np.where(own, ink[top:bottom, left:right], 0.0)))
+        found.append(digits)
+    return found
+
+
+def read_page(gray: np.ndarray, classifier: Classifier) -> list[list[Digit]]:
+    """Grayscale page in [0, 1] -> its lines of classified digits, top to bottom, left to right."""
+    try:
+        ink = ink_map(gray)
+    except NeuroDigitsError:
+        raise NeuroDigitsError("no handwriting found on the page") from None
+    lines = find_digits(ink)
+    crops = [crop for line in lines for _, crop in line if crop.any()]
+    if not crops:
+        raise NeuroDigitsError("no handwriting found on the page")
+    predictions = iter(classify(classifier, np.stack([mnist_style(c, classifier.image_size) for c in crops])))
+    return [[Digit(p.label, p.probability, box) for (box, crop) in line if crop.any()
+             for p in [next(predictions)]] for line in lines]
+
+
+def annotate(gray: np.ndarray, lines: list[list[Digit]]) -> Image.Image:
+    """The page in colour with a box and `label probability` drawn over each digit."""
+    image = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for line in lines:
+        for digit in line:
+            top, left, bottom, right = digit.box
+            colour = (0, 160, 0) if digit.probability >= 0.8 else (220, 120, 0)
+            draw.rectangle((left, top, right - 1, bottom - 1), outline=colour, width=2)
+            draw.text((left, max(0, top - 12)), f"{digit.label} {digit.probability:.0%}", fill=colour)
+    return image

@@ -1,0 +1,64 @@
+"""`neurodigits serve`: a page to draw digits on, and a JSON API for image uploads."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from neurodigits import NeuroDigitsError
+from neurodigits.inference import Classifier, classify
+from neurodigits.preprocess import BlankImageError, ImageTooLargeError, load_digit
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+STATUS = {BlankImageError: 422, ImageTooLargeError: 413}  # anything else unreadable: 415
+
+
+def _png_data_url(image) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The web app around one loaded model."""
+    app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/info")
+    def info() -> dict:
+        return {"model": classifier.source, "classes": classifier.classes, "image_size": classifier.image_size,
+                "max_upload_bytes": max_upload_bytes}
+
+    @app.post("/api/predict")
+    def predict(request: Request, file: UploadFile = File(...)) -> dict:
+        """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob)."""
+        if int(request.headers.get("content-length") or 0) > max_upload_bytes + 64 * 1024:
+            raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
+        data = file.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
+        if not data:
+            raise HTTPException(422, "empty upload; send an image file")
+        stream = io.BytesIO(data)
+        stream.name = file.filename or "upload"
+        try:
+            image = load_digit(stream, classifier.image_size)
+        except NeuroDigitsError as exc:
+            raise HTTPException(STATUS.get(type(exc), 415), str(exc)) from None
+        prediction = classify(classifier, image[None])[0]
+        return {"digit": prediction.label, "probability": prediction.probability,
+                "top": [{"digit": label, "probability": p} for label, p in prediction.top],
+                "probabilities": prediction.probabilities, "input": _png_data_url(image)}
+
+    return app

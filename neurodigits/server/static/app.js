@@ -1,0 +1,107 @@
+"use strict";
+// Draw with pointer events (mouse, touch, pen); predict on every stroke end and while drawing.
+const canvas = document.getElementById("canvas");
+const ctx = canvas.getContext("2d");
+const digitEl = document.getElementById("digit");
+const probabilityEl = document.getElementById("probability");
+const barsEl = document.getElementById("bars");
+const inputEl = document.getElementById("input");
+const errorEl = document.getElementById("error");
+let drawing = false, last = null, pending = false, dirty = false, timer = null;
+
+function clear() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  digitEl.textContent = "?";
+  probabilityEl.textContent = "draw a digit";
+  errorEl.textContent = "";
+  inputEl.removeAttribute("src");
+  showBars({});
+}
+
+function point(event) {
+  const rect = canvas.getBoundingClientRect();
+  return [(event.clientX - rect.left) * canvas.width / rect.width, (event.clientY - rect.top) * canvas.height / rect.height];
+}
+
+function stroke(from, to) {
+  ctx.strokeStyle = "#111";
+  ctx.lineWidth = 18;
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(...from);
+  ctx.lineTo(...to);
+  ctx.stroke();
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  canvas.setPointerCapture(event.pointerId);
+  drawing = true;
+  last = point(event);
+  stroke(last, last);
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const next = point(event);
+  stroke(last, next);
+  last = next;
+  if (!timer) timer = setTimeout(() => { timer = null; predictCanvas(); }, 200);
+});
+for (const type of ["pointerup", "pointercancel"]) {
+  canvas.addEventListener(type, () => { if (drawing) { drawing = false; predictCanvas(); } });
+}
+document.getElementById("clear").addEventListener("click", clear);
+document.getElementById("file").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) send(file, file.name);
+});
+
+function predictCanvas() {
+  if (pending) { dirty = true; return; }
+  canvas.toBlob((blob) => send(blob, "canvas.png"), "image/png");
+}
+
+async function send(blob, name) {
+  pending = true;
+  const form = new FormData();
+  form.append("file", blob, name);
+  try {
+    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const body = await response.json();
+    if (!response.ok) {
+      errorEl.textContent = typeof body.detail === "string" ? body.detail : "could not read that image";
+      return;
+    }
+    errorEl.textContent = "";
+    digitEl.textContent = body.digit;
+    probabilityEl.textContent = `${(100 * body.probability).toFixed(1)}% sure`;
+    inputEl.src = body.input;
+    showBars(body.probabilities, body.digit);
+  } catch (err) {
+    errorEl.textContent = `server unreachable (${err})`;
+  } finally {
+    pending = false;
+    if (dirty) { dirty = false; predictCanvas(); }
+  }
+}
+
+function showBars(probabilities, best) {
+  const classes = Object.keys(probabilities).length ? Object.keys(probabilities) : [..."0123456789"];
+  barsEl.replaceChildren(...classes.flatMap((name) => {
+    const p = probabilities[name] || 0;
+    const label = document.createElement("span");
+    label.textContent = name;
+    const bar = document.createElement("div");
+    bar.className = name === best ? "bar top" : "bar";
+    bar.dataset.digit = name;
+    const fill = document.createElement("div");
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${(100 * p).toFixed(1)}%`;
+    return [label, bar, value];
+  }));
+}
+
+clear();

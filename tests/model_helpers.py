@@ -1,0 +1,98 @@
+"""A tiny trained digit model exported like the pipeline does, and a loopback server runner, for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from neurodigits.synth import held_out_digits
+
+IMAGE_SIZE = 20
+ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def train_tiny_model():
+    """A 400-32-10 MLP trained for 8 epochs on the embedded training split: logits out."""
+    import keras  # noqa: PLC0415 - only tests that need a model pay for TensorFlow
+
+    from neurodigits.data import load_dataset, prepare  # noqa: PLC0415
+    from neurodigits.models import build_mlp  # noqa: PLC0415
+    from neurodigits.params import DataParams  # noqa: PLC0415
+    from neurodigits.preprocess import to_model_input  # noqa: PLC0415
+
+    keras.utils.set_random_seed(0)
+    prepared = prepare(load_dataset(DataParams()), DataParams())
+    model = build_mlp(IMAGE_SIZE * IMAGE_SIZE, 10, [32])
+    model.compile(optimizer=keras.optimizers.Adam(0.003), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(to_model_input(prepared.x_train), prepared.y_train, epochs=8, batch_size=32, verbose=0)
+    return model
+
+
+def export_tiny_model(directory: Path) -> Path:
+    """Train the tiny model and write the pipeline's export formats plus metadata.json into `directory`."""
+    from neurodigits.export import write_formats  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_formats(train_tiny_model(), directory)
+    (directory / "metadata.json").write_text(json.dumps({"image_size": IMAGE_SIZE, "classes": list("0123456789")}))
+    return directory
+
+
+def clean_accuracy(classifier) -> float:
+    """The classifier's accuracy on the clean held-out split."""
+    from neurodigits.preprocess import to_model_input  # noqa: PLC0415
+
+    x, y, _ = held_out_digits(classifier.image_size)
+    return float((classifier.probabilities(to_model_input(x)).argmax(1) == y).mean())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(cmd: list[str], url: str, timeout: float = 90, **env: str) -> subprocess.Popen:
+    """Start a server process and wait until `url` answers 200; on failure show its output."""
+    process = subprocess.Popen(cmd, env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{' '.join(cmd)} exited {process.returncode}:\n{process.stdout.read()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    stop_server(process)
+    raise AssertionError(f"{' '.join(cmd)} did not answer {url} within {timeout} s:\n{process.stdout.read()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def write_image(path: Path, gray: np.ndarray) -> Path:
+    """Save a float [0, 1] grayscale array as PNG or JPEG (by suffix)."""
+    from PIL import Image  # noqa: PLC0415
+
+    Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+PYTHON = sys.executable

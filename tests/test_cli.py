@@ -1,0 +1,108 @@
+"""`neurodigits predict` as a user runs it: a subprocess, real image files, a tiny exported model."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
+from neurodigits.inference import classify, load_classifier
+from neurodigits.preprocess import load_digit
+from neurodigits.synth import held_out_digits, realistic_photo
+
+HEAVY = {"tensorflow", "keras", "mlflow", "scipy", "skimage"}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_tiny_model(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+    """Six realistic photos of held-out digits, with their labels."""
+    folder = tmp_path_factory.mktemp("photos")
+    x, y, classes = held_out_digits(28)
+    rng = np.random.default_rng(3)
+    files = []
+    for i in range(6):
+        path = folder / f"digit{i}.jpg"
+        Image.open(io.BytesIO(realistic_photo(x[i], rng))).convert("L").save(path)
+        files.append((path, classes[y[i]]))
+    return files
+
+
+def neurodigits(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "neurodigits.cli", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd)
+
+
+def test_predict_prints_digit_probability_and_top3(export, photos):
+    result = neurodigits("predict", "--model", export, *(p for p, _ in photos))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(photos) and result.stderr == ""
+    for line, (path, _) in zip(lines, photos):
+        assert line.startswith(f"{path}: ") and "top-3: " in line and line.count("%") == 4
+
+
+def test_json_output_and_tflite_file(export, photos):
+    result = neurodigits("predict", "--json", "--model", export / "model.tflite", photos[0][0])
+    [record] = json.loads(result.stdout)
+    assert record["file"] == str(photos[0][0]) and len(record["top"]) == 3
+    assert record["digit"] == record["top"][0]["digit"] and 0 < record["probability"] <= 1
+
+
+def test_default_model_is_models_export_under_cwd(export, photos, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "export").symlink_to(export)
+    assert neurodigits("predict", photos[0][0], cwd=tmp_path).returncode == 0
+
+
+def test_bad_files_get_one_error_line_each_and_the_rest_is_predicted(export, photos, tmp_path):
+    (tmp_path / "text.png").write_text("hello")
+    blank = write_image(tmp_path / "blank.png", np.full((64, 64), 0.85))
+    Image.new("L", (9000, 5000)).save(tmp_path / "huge.png")
+    good = photos[0][0]
+    result = neurodigits("predict", "--model", export, tmp_path / "missing.png", good, tmp_path / "text.png",
+                         blank, tmp_path / "huge.png")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{good}: ")
+    errors = result.stderr.splitlines()
+    assert len(errors) == 4 and all(line.startswith("error: ") for line in errors)
+    assert "missing.png: no such file" in errors[0] and "text.png: not a readable image" in errors[1]
+    assert "blank.png: image is blank" in errors[2] and "huge.png: image is 9000x5000" in errors[3]
+
+
+def test_usage_errors_exit_2_and_a_missing_model_exits_1(photos, tmp_path):
+    assert neurodigits("predict").returncode == 2
+    assert neurodigits("frobnicate").returncode == 2
+    result = neurodigits("predict", "--model", tmp_path / "nowhere", photos[0][0])
+    assert result.returncode == 1 and "no such model" in result.stderr
+
+
+def test_predict_starts_fast_without_tensorflow(export, photos):
+    code = ("import sys; from neurodigits.cli import main; main(['predict', '--model', sys.argv[1], sys.argv[2]]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    started = time.perf_counter()
+    result = subprocess.run([PYTHON, "-c", code, export, photos[0][0]], capture_output=True, text=True, env=ENV)
+    elapsed = time.perf_counter() - started
+    imported = set(eval(result.stdout.splitlines()[-1]))  # noqa: S307 - our own printed list
+    assert not imported & HEAVY, imported & HEAVY
+    assert elapsed < 3  # ~0.3 s when idle; generous for a busy CI machine
+
+
+def test_realistic_photos_are_nearly_as_accurate_as_the_clean_split(export):
+    classifier = load_classifier(export)
+    x, y, classes = held_out_digits(28)
+    rng = np.random.default_rng(0)
+    right = sum(classify(classifier, load_digit(io.BytesIO(realistic_photo(d, rng)), 20)[None])[0].label
+                == classes[label] for d, label in zip(x[:400], y[:400]))
+    assert right / 400 > clean_accuracy(classifier) - 0.06

@@ -1,0 +1,93 @@
+"""`neurodigits read`: generated pages of held-out digits, broken and touching digits, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
+from neurodigits import NeuroDigitsError
+from neurodigits.inference import load_classifier
+from neurodigits.page import find_digits, read_page
+from neurodigits.preprocess import ink_map
+from neurodigits.synth import held_out_digits, synthetic_page
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_tiny_model(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def held_out() -> tuple[np.ndarray, list[str]]:
+    x, y, classes = held_out_digits(28)
+    return x, [classes[i] for i in y]
+
+
+def page_of(digits: list[np.ndarray], gap: int) -> np.ndarray:
+    """Digits side by side (`gap` px apart, negative overlaps), dark on white, 40 px margins."""
+    width = sum(d.shape[1] for d in digits) + gap * (len(digits) - 1) + 80
+    ink = np.zeros((28 + 80, width))
+    x = 40
+    for digit in digits:
+        region = ink[40:68, x:x + digit.shape[1]]
+        np.maximum(region, digit / 255.0, out=region)
+        x += digit.shape[1] + gap
+    return 1 - 0.9 * np.kron(ink, np.ones((3, 3)))  # 3x: pen-sized strokes
+
+
+def test_generated_pages_read_about_as_well_as_the_clean_split(export, held_out):
+    classifier = load_classifier(export)
+    x, labels = held_out
+    rng = np.random.default_rng(0)
+    right = total = 0
+    for _ in range(25):
+        order = rng.permutation(len(x))
+        page = synthetic_page(x[order], [labels[i] for i in order], rng)
+        lines = ["".join(d.label for d in line) for line in read_page(page.image / 255.0, classifier)]
+        assert [len(line) for line in lines] == [len(line) for line in page.lines]
+        right += sum(a == b for truth, read in zip(page.lines, lines) for a, b in zip(truth, read))
+        total += sum(map(len, page.lines))
+    assert right / total > clean_accuracy(classifier) - 0.04
+
+
+def test_touching_digits_are_split_and_broken_digits_kept_whole(held_out):
+    x, _ = held_out
+    touching = page_of([x[0], x[1], x[2]], gap=-4)
+    assert sum(map(len, find_digits(ink_map(touching)))) in (2, 3)  # never a crash; usually split
+    broken = x[4].copy()
+    broken[13:15] = 0  # a cut across the digit
+    lines = find_digits(ink_map(page_of([x[3], broken, x[5]], gap=8)))
+    assert len(lines) == 1 and len(lines[0]) == 3
+
+
+def test_lines_are_ordered_top_to_bottom_left_to_right(export, held_out):
+    x, labels = held_out
+    rng = np.random.default_rng(5)
+    page = synthetic_page(x, labels, rng, lines=3)
+    boxes = [[d.box for d in line] for line in read_page(page.image / 255.0, load_classifier(export))]
+    assert len(boxes) == 3
+    assert all(a[1] < b[1] for line in boxes for a, b in zip(line, line[1:]))
+    assert all(max(b[2] for b in upper) < min(b[2] for b in lower) for upper, lower in zip(boxes, boxes[1:]))
+
+
+def test_blank_page_is_an_error(export):
+    with pytest.raises(NeuroDigitsError, match="no handwriting"):
+        read_page(np.full((300, 400), 0.8), load_classifier(export))
+
+
+def test_cli_prints_the_text_and_annotates(export, held_out, tmp_path):
+    x, labels = held_out
+    page = synthetic_page(x, labels, np.random.default_rng(2), lines=2)
+    path = write_image(tmp_path / "page.png", page.image / 255.0)
+    result = subprocess.run([PYTHON, "-m", "neurodigits.cli", "read", "--model", str(export), str(path),
+                             "--annotate", str(tmp_path / "out.png")], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.splitlines()
+    assert [len(line) for line in text] == [len(line) for line in page.lines] and all(t.isdigit() for t in text)
+    assert result.stderr.startswith("line 1: ")
+    assert Image.open(tmp_path / "out.png").size == page.image.shape[::-1]

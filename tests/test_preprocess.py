@@ -1,0 +1,98 @@
+"""MNIST-style preprocessing of real-looking digit photos, bad images, and its import cost."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_helpers import write_image
+from neurodigits.preprocess import (BlankImageError, ImageTooLargeError, UnreadableImageError, load_digit,
+                                    preprocess_image, read_grayscale)
+from neurodigits.synth import held_out_digits, realistic_photo
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    x, y, _ = held_out_digits(28)
+    return x[:40], y[:40]
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def shaded_paper(digit: np.ndarray, side: int) -> np.ndarray:
+    """A 28x28 bright-on-dark digit as dark ink on paper under a strong shadow, `side` px square."""
+    ink = np.asarray(Image.fromarray(np.pad(digit, 10)).resize((side, side), Image.Resampling.BICUBIC)) / 255.0
+    light = np.linspace(1.0, 0.55, side)[None, :]
+    return (0.9 * (1 - ink) + 0.15 * ink) * light
+
+
+def test_mnist_images_come_back_as_they_were(digits):
+    x, _ = digits
+    scores = [similarity(preprocess_image(d / 255.0, 28), d) for d in x]
+    assert np.mean(scores) > 0.9
+
+
+def test_ink_on_shaded_paper_any_size_looks_like_mnist(digits):
+    x, _ = digits
+    for side in (16, 90, 600):
+        scores = [similarity(preprocess_image(shaded_paper(d, side), 28), d) for d in x[:15]]
+        assert np.mean(scores) > 0.75, side
+
+
+def test_polarity_does_not_matter(digits):
+    gray = shaded_paper(digits[0][3], 120)
+    assert similarity(preprocess_image(gray, 20), preprocess_image(1 - gray, 20)) > 0.95
+
+
+def test_realistic_photos_decode_to_model_sized_images(digits):
+    rng = np.random.default_rng(1)
+    for digit in digits[0][:20]:
+        image = load_digit(io.BytesIO(realistic_photo(digit, rng)), 20)
+        assert image.shape == (20, 20) and image.dtype == np.uint8 and image.max() > 200
+
+
+def test_broken_stroke_is_kept_and_dust_is_dropped(digits):
+    gray = shaded_paper(digits[0][0], 200)
+    gray[100:106, :] = 0.9 * np.linspace(1.0, 0.55, 200)[None, :]  # a gap across the digit
+    gray[5:8, 5:8] = 0.1  # a speck in the corner
+    assert similarity(preprocess_image(gray, 28), digits[0][0]) > 0.7
+
+
+@pytest.mark.parametrize("gray", [np.full((50, 60), 0.8), np.random.default_rng(0).normal(0.7, 0.01, (300, 200)),
+                                  np.tile(np.linspace(0.4, 0.9, 100), (80, 1))])
+def test_blank_images_are_refused(gray):
+    with pytest.raises(BlankImageError, match="blank"):
+        preprocess_image(np.clip(gray, 0, 1), 20)
+
+
+def test_bad_files_name_the_file(tmp_path: Path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(UnreadableImageError, match="notes.png: not a readable image"):
+        read_grayscale(tmp_path / "notes.png")
+    with pytest.raises(UnreadableImageError, match="missing.png: no such file"):
+        load_digit(tmp_path / "missing.png", 20)
+    Image.new("L", (8000, 6000)).save(tmp_path / "huge.png")
+    with pytest.raises(ImageTooLargeError, match="huge.png: image is 8000x6000, over 40 megapixels"):
+        load_digit(tmp_path / "huge.png", 20)
+    with pytest.raises(BlankImageError, match="blank.png: image is blank"):
+        load_digit(write_image(tmp_path / "blank.png", np.full((40, 40), 0.9)), 20)
+
+
+def test_large_jpeg_is_read_shrunk(tmp_path: Path, digits):
+    path = write_image(tmp_path / "big.jpg", shaded_paper(digits[0][5], 2000))
+    assert max(read_grayscale(path, max_side=512).shape) <= 512
+    assert similarity(load_digit(path, 28), digits[0][5]) > 0.75
+
+
+def test_preprocess_imports_neither_scipy_nor_skimage():
+    code = "import sys, neurodigits.preprocess; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "scipy" not in modules and "skimage" not in modules
