@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +28,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 from conftest import copy_project, run  # noqa: E402
+
 from neurodigits.data import load_dataset, prepare  # noqa: E402
 from neurodigits.export import write_formats  # noqa: E402
 from neurodigits.inference import TFLitePredictor  # noqa: E402
 from neurodigits.models import build_model  # noqa: E402
-from neurodigits.params import DataParams, ModelParams, TrainParams, load_params  # noqa: E402
+from neurodigits.params import DataParams, load_params  # noqa: E402
 from neurodigits.preprocess import to_model_input  # noqa: E402
 from neurodigits.training import fit, set_determinism, weights_sha256  # noqa: E402
 

@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import TFLitePredictor
+from neurodigits.inference import TFLITE_FILE, TFLitePredictor
 
-KERAS_FILE, SAVED_MODEL_DIR, TFLITE_FILE, METADATA_FILE = "model.keras", "saved_model", "model.tflite", "metadata.json"
+KERAS_FILE, SAVED_MODEL_DIR = "model.keras", "saved_model"
 
 
 def write_formats(model: keras.Model, directory: Path) -> None:

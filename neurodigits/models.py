@@ -11,7 +11,6 @@ from keras import layers
 from neurodigits.params import ModelParams, TrainParams
 
 
-
 def build_mlp(input_size: int, num_classes: int, hidden_units: list[int], activation: str = "relu",
               augmentation: keras.Sequential | None = None) -> keras.Model:
     """The reference MLP (400-25-15-10 by default): Dense ReLU layers, a linear output."""

@@ -113,7 +113,8 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise NeuroDigitsError(f"{source}: expected a mapping of sections (data, model, train, ...), got {type(raw).__name__}")
+        raise NeuroDigitsError(f"{source}: expected a mapping of sections (data, model, train, ...), "
+                               f"got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

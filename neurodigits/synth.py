@@ -96,7 +96,8 @@ def realistic_photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     placed[top:top + alpha.shape[0], left:left + alpha.shape[1]] = alpha
     for _ in range(rng.poisson(0.5)):  # dust
         y, x, r = rng.integers(0, big[0]), rng.integers(0, big[1]), max(1, big[0] // 150)
-        placed[max(0, y - r):y + r, max(0, x - r):x + r] = np.maximum(placed[max(0, y - r):y + r, max(0, x - r):x + r], 0.7)
+        speck = placed[max(0, y - r):y + r, max(0, x - r):x + r]
+        np.maximum(speck, 0.7, out=speck)
     gray = _finish(_paper(big, rng, rng.uniform(0, 0.35)), placed, rng, shape,
                    blur=rng.uniform(0, 1.2) * min(1.0, side / 60), noise=rng.uniform(0, 0.04))
     return _encode(1 - gray if rng.random() < 0.25 else gray, rng)

@@ -3,17 +3,26 @@
 from pathlib import Path
 
 import keras
-import mlflow
 import pandas as pd
 
+import mlflow
 from neurodigits import evaluation, tracking
 from neurodigits.data import load_prepared
-from neurodigits.preprocess import to_model_input
 from neurodigits.inference import softmax
 from neurodigits.io import write_json, write_text
 from neurodigits.params import load_params
-from stages import (CONFUSION_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PER_CLASS_FILE, PLOTS_DIR,
-                    PREPARED_DIR, read_run, run_stage)
+from neurodigits.preprocess import to_model_input
+from stages import (
+    CONFUSION_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PER_CLASS_FILE,
+    PLOTS_DIR,
+    PREPARED_DIR,
+    read_run,
+    run_stage,
+)
 
 
 def main() -> None:

@@ -3,16 +3,17 @@
 from importlib.metadata import version
 
 import keras
-import mlflow
 from mlflow.models import infer_signature
 
+import mlflow
 from neurodigits import tracking
 from neurodigits.data import load_prepared
-from neurodigits.preprocess import to_model_input
-from neurodigits.export import METADATA_FILE, TFLITE_FILE, check_parity, format_logits, probability_model, write_formats
+from neurodigits.export import check_parity, format_logits, probability_model, write_formats
+from neurodigits.inference import METADATA_FILE, TFLITE_FILE
 from neurodigits.io import atomic_path, write_json
 from neurodigits.models import inference_model
 from neurodigits.params import load_params
+from neurodigits.preprocess import to_model_input
 from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, read_run, run_stage
 
 

@@ -3,15 +3,15 @@
 import time
 
 import keras
-import mlflow
 from sklearn.model_selection import train_test_split
 
+import mlflow
 from neurodigits import tracking
 from neurodigits.data import load_prepared
-from neurodigits.preprocess import to_model_input
 from neurodigits.io import atomic_path, write_json, write_text
 from neurodigits.models import build_model
 from neurodigits.params import load_params
+from neurodigits.preprocess import to_model_input
 from neurodigits.training import fit, set_determinism, weights_sha256
 from stages import HISTORY_FILE, MODEL_FILE, PREPARED_DIR, RUN_FILE, run_stage
 

@@ -29,7 +29,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess
     """Run a command the way a user would; on failure show its output."""
     result = subprocess.run(cmd, cwd=cwd, env=project_env(**env), capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n"
+                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
 from PIL import Image
 
-from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
 from neurodigits.inference import classify, load_classifier
 from neurodigits.preprocess import load_digit
 from neurodigits.synth import held_out_digits, realistic_photo

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from data_helpers import FASHION_MNIST, per_class, write_idx_set, write_pngs
+
 from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset, prepare
 from neurodigits.data.arrays import to_uint8

@@ -10,8 +10,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from data_helpers import per_class, write_idx_set
+
 from neurodigits import NeuroDigitsError
 from neurodigits.data.mnist import SHA256, load_mnist
 from neurodigits.params import DataParams

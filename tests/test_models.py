@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import copy_project, run
+
 from neurodigits.models import build_augmentation, build_cnn, build_mlp, build_model, inference_model
 from neurodigits.params import ModelParams, TrainParams
 from neurodigits.training import fit, learning_rate, set_determinism

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
 from PIL import Image
 
-from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import load_classifier
 from neurodigits.page import find_digits, read_page

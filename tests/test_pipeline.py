@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY, copy_project, run
+
 from neurodigits.params import load_params
 
 OUTPUTS = ["data/prepared/x_train.npy", "data/prepared/meta.json", "reports/data.json", "models/model.keras",

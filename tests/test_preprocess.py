@@ -9,11 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import write_image
 from PIL import Image
 
-from model_helpers import write_image
-from neurodigits.preprocess import (BlankImageError, ImageTooLargeError, UnreadableImageError, load_digit,
-                                    preprocess_image, read_grayscale)
+from neurodigits.preprocess import (
+    BlankImageError,
+    ImageTooLargeError,
+    UnreadableImageError,
+    load_digit,
+    preprocess_image,
+    read_grayscale,
+)
 from neurodigits.synth import held_out_digits, realistic_photo
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from model_helpers import PYTHON, export_tiny_model, free_port, start_server, stop_server
 from PIL import Image
 
-from model_helpers import PYTHON, export_tiny_model, free_port, start_server, stop_server
 from neurodigits.inference import classify, load_classifier
 from neurodigits.preprocess import preprocess_image
 from neurodigits.synth import held_out_digits, realistic_photo

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from model_helpers import ENV, PYTHON, free_port, start_server, stop_server, train_tiny_model, write_image
+
 from neurodigits.preprocess import to_model_input
 from neurodigits.synth import held_out_digits
 
@@ -20,9 +20,9 @@ VENV_BIN = Path(PYTHON).parent
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A SQLite tracking store holding models:/neurodigits/1 (tiny MLP + Softmax), alias champion."""
-    import mlflow  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
+    import mlflow  # noqa: PLC0415
     from neurodigits.export import probability_model  # noqa: PLC0415
 
     root = tmp_path_factory.mktemp("mlflow")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from data_helpers import idx_bytes, per_class, write_idx, write_idx_set, write_pngs
+
 from neurodigits import NeuroDigitsError
 from stages import DATA_REPORT, PREPARED_DIR, run_stage
 from stages.prepare import main as prepare_main
@@ -151,7 +151,6 @@ def test_failed_stage_marks_its_mlflow_run_failed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     import mlflow
-
     from neurodigits import tracking
     from neurodigits.params import Params
 
