@@ -37,14 +37,17 @@ def build_augmentation(rotation: float, shift: float, zoom: float, seed: int) ->
 def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel_size: int = 3,
               convs_per_block: int = 2, dense_units: int = 128, dropout: float = 0.0,
               augmentation: keras.Sequential | None = None) -> keras.Model:
-    """A VGG-style CNN: per entry of `conv_filters`, `convs_per_block` ReLU convolutions then 2x2 max-pooling."""
+    """A VGG-style CNN: per entry of `conv_filters`, `convs_per_block` conv-batchnorm-ReLU layers, then
+    2x2 max-pooling; dropout around a ReLU dense layer; a linear output."""
     inputs = keras.Input(shape=(image_size * image_size,), name="pixels")
     x = layers.Reshape((image_size, image_size, 1))(inputs)
     if augmentation is not None:
         x = augmentation(x)
     for filters in conv_filters:
         for _ in range(convs_per_block):
-            x = layers.Conv2D(filters, kernel_size, padding="same", activation="relu")(x)
+            x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)

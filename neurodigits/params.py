@@ -38,7 +38,7 @@ class ModelParams(_Section):
     kernel_size: int = Field(3, ge=1, le=7)
     convs_per_block: int = Field(2, ge=1, le=4)
     dense_units: int = Field(128, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
 
 
 class TrainParams(_Section):
@@ -50,9 +50,9 @@ class TrainParams(_Section):
     validation_fraction: float = Field(0.0, ge=0, lt=1)
     early_stopping_patience: int = Field(0, ge=0)
     augment: bool = False
-    augment_rotation: float = Field(0.05, ge=0, le=0.5)
-    augment_shift: float = Field(0.1, ge=0, le=0.5)
-    augment_zoom: float = Field(0.1, ge=0, le=0.5)
+    augment_rotation: float = Field(0.04, ge=0, le=0.5)
+    augment_shift: float = Field(0.08, ge=0, le=0.5)
+    augment_zoom: float = Field(0.08, ge=0, le=0.5)
     steps_per_execution: int = Field(32, gt=0)
 
 
