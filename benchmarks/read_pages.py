@@ -18,8 +18,7 @@ import numpy as np
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import load_classifier
 from neurodigits.page import read_page
-from neurodigits.preprocess import to_model_input
-from neurodigits.synth import held_out_digits, synthetic_page
+from neurodigits.synth import clean_accuracy, held_out_digits, synthetic_page
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -47,10 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     classifier = load_classifier(args.model)
-    x_clean, y, classes = held_out_digits(classifier.image_size)
-    clean = float((classifier.probabilities(to_model_input(x_clean)).argmax(1) == y).mean())
-
-    digits, _, _ = held_out_digits(28)
+    clean = clean_accuracy(classifier)
+    digits, y, classes = held_out_digits(28)
     rng = np.random.default_rng(args.seed)
     n_digits = n_numbers = right_digits = right_numbers = 0
     started = time.perf_counter()

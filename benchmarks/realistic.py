@@ -18,8 +18,8 @@ import numpy as np
 
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import classify, load_classifier
-from neurodigits.preprocess import load_digit, to_model_input
-from neurodigits.synth import held_out_digits, realistic_photo
+from neurodigits.preprocess import load_digit
+from neurodigits.synth import clean_accuracy, held_out_digits, realistic_photo
 
 
 def main() -> None:
@@ -30,10 +30,8 @@ def main() -> None:
     args = parser.parse_args()
 
     classifier = load_classifier(args.model)
-    x_clean, y, classes = held_out_digits(classifier.image_size)
-    clean = float((classifier.probabilities(to_model_input(x_clean)).argmax(1) == y).mean())
-
-    digits, _, _ = held_out_digits(28)
+    clean = clean_accuracy(classifier)
+    digits, y, classes = held_out_digits(28)
     rng = np.random.default_rng(args.seed)
     correct = failed = 0
     started = time.perf_counter()

@@ -13,7 +13,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from neurodigits.data import load_dataset, prepare
+from neurodigits.inference import Classifier
 from neurodigits.params import DataParams
+from neurodigits.preprocess import to_model_input
 
 
 def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -22,6 +24,12 @@ def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
     params = DataParams(image_size=size)
     prepared = prepare(load_dataset(params), params)
     return prepared.x_test, prepared.y_test, prepared.classes
+
+
+def clean_accuracy(classifier: Classifier) -> float:
+    """The classifier's accuracy on the clean held-out digits: the figure realistic ones are compared to."""
+    x, y, _ = held_out_digits(classifier.image_size)
+    return float((classifier.probabilities(to_model_input(x)).argmax(1) == y).mean())
 
 
 def _paper(shape: tuple[int, int], rng: np.random.Generator, shadow: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from neurodigits.synth import held_out_digits
-
 IMAGE_SIZE = 20
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
@@ -45,14 +43,6 @@ def export_tiny_model(directory: Path) -> Path:
     write_formats(train_tiny_model(), directory)
     (directory / "metadata.json").write_text(json.dumps({"image_size": IMAGE_SIZE, "classes": list("0123456789")}))
     return directory
-
-
-def clean_accuracy(classifier) -> float:
-    """The classifier's accuracy on the clean held-out split."""
-    from neurodigits.preprocess import to_model_input  # noqa: PLC0415
-
-    x, y, _ = held_out_digits(classifier.image_size)
-    return float((classifier.probabilities(to_model_input(x)).argmax(1) == y).mean())
 
 
 def free_port() -> int:

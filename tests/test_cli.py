@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
+from model_helpers import ENV, PYTHON, export_tiny_model, write_image
 from PIL import Image
 
 from neurodigits.inference import classify, load_classifier
 from neurodigits.preprocess import load_digit
-from neurodigits.synth import held_out_digits, realistic_photo
+from neurodigits.synth import clean_accuracy, held_out_digits, realistic_photo
 
 HEAVY = {"tensorflow", "keras", "mlflow", "scipy", "skimage"}
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from conftest import copy_project, run
 
-from neurodigits.models import build_augmentation, build_cnn, build_mlp, build_model, inference_model
+from neurodigits.models import (
+    build_augmentation,
+    build_cnn,
+    build_mlp,
+    build_model,
+    inference_model,
+)
 from neurodigits.params import ModelParams, TrainParams
 from neurodigits.training import fit, learning_rate, set_determinism
 
@@ -67,8 +73,9 @@ def test_lr_schedules_start_at_the_learning_rate_and_decay():
 
 
 def test_short_cnn_run_through_the_pipeline_beats_chance(tmp_path: Path):
-    project = copy_project(tmp_path, data={"limit": 1000}, train={"epochs": 2, "augment": True},
-                           model={"kind": "cnn", "conv_filters": [8, 16], "dense_units": 32})
+    project = copy_project(tmp_path, data={"limit": 1000},
+                           train={"epochs": 4, "batch_size": 16, "learning_rate": 0.003, "augment": True},
+                           model={"kind": "cnn", "conv_filters": [8, 16], "dense_units": 32, "dropout": 0.0})
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.5  # chance is 0.1

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_helpers import ENV, PYTHON, clean_accuracy, export_tiny_model, write_image
+from model_helpers import ENV, PYTHON, export_tiny_model, write_image
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import load_classifier
 from neurodigits.page import find_digits, read_page
 from neurodigits.preprocess import ink_map
-from neurodigits.synth import held_out_digits, synthetic_page
+from neurodigits.synth import clean_accuracy, held_out_digits, synthetic_page
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from model_helpers import PYTHON, export_tiny_model, free_port, start_server, stop_server
+from model_helpers import (
+    PYTHON,
+    export_tiny_model,
+    free_port,
+    start_server,
+    stop_server,
+)
 from PIL import Image
 
 from neurodigits.inference import classify, load_classifier

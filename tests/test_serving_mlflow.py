@@ -9,7 +9,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from model_helpers import ENV, PYTHON, free_port, start_server, stop_server, train_tiny_model, write_image
+from model_helpers import (
+    ENV,
+    PYTHON,
+    free_port,
+    start_server,
+    stop_server,
+    train_tiny_model,
+    write_image,
+)
 
 from neurodigits.preprocess import to_model_input
 from neurodigits.synth import held_out_digits
