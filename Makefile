@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test ui bench lock
+.PHONY: setup repro test lint ui bench lock
 .DEFAULT_GOAL := repro
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -25,6 +25,9 @@ repro: setup  ## run the pipeline (dvc repro) on params.yaml
 
 test: setup  ## run the test suite
 	pytest
+
+lint: setup  ## style and import checks
+	ruff check .
 
 ui: setup  ## browse runs in the MLflow UI on http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --default-artifact-root ./mlflow/artifacts --host 127.0.0.1 --port 5000

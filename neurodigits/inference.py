@@ -108,6 +108,7 @@ class MLflowClassifier:
     def __init__(self, uri: str) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow  # noqa: PLC0415 - slow; only this path needs it
+
         from neurodigits import tracking  # noqa: PLC0415
 
         mlflow.set_tracking_uri(tracking.tracking_uri())

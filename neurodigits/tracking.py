@@ -10,10 +10,10 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing phones home
 
+import mlflow  # noqa: E402
 from filelock import FileLock  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-import mlflow  # noqa: E402
 from neurodigits.params import Params  # noqa: E402
 
 TEST_METRIC = "test_accuracy"

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import keras
+import mlflow
 import pandas as pd
 
-import mlflow
 from neurodigits import evaluation, tracking
 from neurodigits.data import load_prepared
 from neurodigits.inference import softmax

@@ -3,9 +3,9 @@
 from importlib.metadata import version
 
 import keras
+import mlflow
 from mlflow.models import infer_signature
 
-import mlflow
 from neurodigits import tracking
 from neurodigits.data import load_prepared
 from neurodigits.export import check_parity, format_logits, probability_model, write_formats

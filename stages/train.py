@@ -3,9 +3,9 @@
 import time
 
 import keras
+import mlflow
 from sklearn.model_selection import train_test_split
 
-import mlflow
 from neurodigits import tracking
 from neurodigits.data import load_prepared
 from neurodigits.io import atomic_path, write_json, write_text

@@ -28,9 +28,9 @@ VENV_BIN = Path(PYTHON).parent
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A SQLite tracking store holding models:/neurodigits/1 (tiny MLP + Softmax), alias champion."""
+    import mlflow  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
-    import mlflow  # noqa: PLC0415
     from neurodigits.export import probability_model  # noqa: PLC0415
 
     root = tmp_path_factory.mktemp("mlflow")

@@ -152,6 +152,7 @@ def test_failed_stage_marks_its_mlflow_run_failed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     import mlflow
+
     from neurodigits import tracking
     from neurodigits.params import Params
 
