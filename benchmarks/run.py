@@ -40,10 +40,10 @@ from neurodigits.training import fit, set_determinism, weights_sha256  # noqa: E
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 CNN = {"model.kind": "cnn", "train.augment": "true"}
-CNN_PRESET = {**CNN, "train.lr_schedule": "cosine"}
+CNN_PRESET = {**CNN, "model.batch_norm": "true", "train.lr_schedule": "cosine"}
 FASHION_PRESET = {"model.kind": "cnn", "data.source": "idx", "data.path": FASHION_MNIST, "data.image_size": "28",
-                  "model.convs_per_block": "1", "train.epochs": "15", "train.batch_size": "64",
-                  "train.lr_schedule": "cosine"}
+                  "model.convs_per_block": "1", "model.batch_norm": "true", "model.dropout": "0.3",
+                  "train.epochs": "15", "train.batch_size": "64", "train.lr_schedule": "cosine"}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -174,7 +174,7 @@ def main() -> None:
     print(markdown("Inference speed (1000 test images)", results["inference"]), flush=True)
     if not args.quick:
         runs = {"mlp": ("reference MLP, embedded", {}), "cnn": ("CNN + augmentation, embedded", CNN),
-                "cnn-cosine": ("CNN preset (+ cosine schedule), embedded", CNN_PRESET)}
+                "cnn-cosine": ("CNN + batch norm + cosine schedule, embedded", CNN_PRESET)}
         if Path(FASHION_MNIST).is_dir():
             runs["fashion"] = ("CNN preset, Fashion-MNIST 60k/10k", FASHION_PRESET)
         results["accuracy"] = []

@@ -37,8 +37,9 @@ class ModelParams(_Section):
     conv_filters: list[PositiveInt] = Field(default=[32, 64], min_length=1)
     kernel_size: int = Field(3, ge=1, le=7)
     convs_per_block: int = Field(2, ge=1, le=4)
+    batch_norm: bool = False
     dense_units: int = Field(128, gt=0)
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dropout: float = Field(0.4, ge=0, lt=1)
 
 
 class TrainParams(_Section):
@@ -53,6 +54,7 @@ class TrainParams(_Section):
     augment_rotation: float = Field(0.04, ge=0, le=0.5)
     augment_shift: float = Field(0.08, ge=0, le=0.5)
     augment_zoom: float = Field(0.08, ge=0, le=0.5)
+    augment_elastic: float = Field(0.025, ge=0, le=0.2)
     steps_per_execution: int = Field(32, gt=0)
 
 

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import keras
 import mlflow
 import pandas as pd
 
@@ -10,6 +9,7 @@ from neurodigits import evaluation, tracking
 from neurodigits.data import load_prepared
 from neurodigits.inference import softmax
 from neurodigits.io import write_json, write_text
+from neurodigits.models import load_model
 from neurodigits.params import load_params
 from neurodigits.preprocess import to_model_input
 from stages import (
@@ -28,7 +28,7 @@ from stages import (
 def main() -> None:
     params = load_params()
     data = load_prepared(PREPARED_DIR)
-    model = keras.saving.load_model(MODEL_FILE)
+    model = load_model(MODEL_FILE)
     test_logits = model.predict(to_model_input(data.x_test), batch_size=1024, verbose=0)
     train_logits = model.predict(to_model_input(data.x_train), batch_size=1024, verbose=0)
     test_predicted = test_logits.argmax(axis=1)

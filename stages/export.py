@@ -11,7 +11,7 @@ from neurodigits.data import load_prepared
 from neurodigits.export import check_parity, format_logits, probability_model, write_formats
 from neurodigits.inference import METADATA_FILE, TFLITE_FILE
 from neurodigits.io import atomic_path, write_json
-from neurodigits.models import inference_model
+from neurodigits.models import inference_model, load_model
 from neurodigits.params import load_params
 from neurodigits.preprocess import to_model_input
 from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, read_run, run_stage
@@ -22,7 +22,7 @@ def main() -> None:
     data = load_prepared(PREPARED_DIR)
     run = read_run()
     size = data.meta["image_size"]
-    trained = keras.saving.load_model(MODEL_FILE)
+    trained = load_model(MODEL_FILE)
     model = inference_model(trained, params.model, params.train, size, len(data.classes))
     x = to_model_input(data.x_test)
     reference = model.predict(x, batch_size=1024, verbose=0)

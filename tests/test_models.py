@@ -10,6 +10,7 @@ import pytest
 from conftest import copy_project, run
 
 from neurodigits.models import (
+    RandomElasticDistortion,
     build_augmentation,
     build_cnn,
     build_mlp,
@@ -33,11 +34,14 @@ def test_cnn_follows_its_params():
     assert kernels == [(5, 5, 1, 8), (5, 5, 8, 8), (5, 5, 8, 16), (5, 5, 16, 16), (5, 5, 16, 24), (5, 5, 24, 24)]
     assert model.output_shape == (None, 7)
     assert [w.shape for w in model.get_weights()][-4:] == [(24 * 2 * 2, 40), (40,), (40, 7), (7,)]
+    assert not any(layer.name.startswith("batch_norm") for layer in model.layers)
+    normalized = build_model(ModelParams(kind="cnn", conv_filters=[8], batch_norm=True), TrainParams(), 20, 10)
+    assert sum(layer.name.startswith("batch_norm") for layer in normalized.layers) == 2
 
 
 def test_augmentation_acts_in_training_only():
     set_determinism(0)
-    augmented = build_cnn(20, 10, [4], augmentation=build_augmentation(0.1, 0.2, 0.2, seed=0))
+    augmented = build_cnn(20, 10, [4], augmentation=build_augmentation(0.1, 0.2, 0.2, 0.05, 20, seed=0))
     plain = build_cnn(20, 10, [4])
     plain.set_weights(augmented.get_weights())  # augmentation layers have no weights
     x = np.random.default_rng(0).random((8, 400), dtype=np.float32)
@@ -47,6 +51,18 @@ def test_augmentation_acts_in_training_only():
     assert "augment" not in [layer.name for layer in stripped.layers]
     np.testing.assert_array_equal(stripped(x), plain(x))
     assert not np.allclose(augmented(x, training=True), plain(x, training=True))
+
+
+def test_elastic_distortion_moves_pixels_by_its_magnitude():
+    rows, cols = np.meshgrid(np.arange(32, dtype=np.float32), np.arange(32, dtype=np.float32), indexing="ij")
+    ramps = np.stack([rows, cols])[..., None]  # a warped ramp's change is the displacement itself
+    distort = RandomElasticDistortion(magnitude=1.5, sigma=3.0, seed=0)
+    assert np.array_equal(distort(ramps, training=False), ramps)
+    warped = np.asarray(distort(ramps, training=True))
+    interior = (warped - ramps)[:, 8:-8, 8:-8]
+    assert np.sqrt(np.mean(interior**2)) == pytest.approx(1.5, rel=0.25)
+    again = np.asarray(RandomElasticDistortion(magnitude=1.5, sigma=3.0, seed=0)(ramps, training=True))
+    assert np.array_equal(warped, again)  # seeded: the same distortions every run
 
 
 def test_early_stopping_restores_the_best_weights():
