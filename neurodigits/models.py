@@ -110,6 +110,7 @@ def build_model(model: ModelParams, train: TrainParams, image_size: int, num_cla
     return build_cnn(image_size, num_classes, model.conv_filters, model.kernel_size, model.convs_per_block,
                      model.batch_norm, model.dense_units, model.dropout, augmentation)
 
+
 def inference_model(trained: keras.Model, model: ModelParams, train: TrainParams, image_size: int,
                     num_classes: int) -> keras.Model:
     """`trained` rebuilt without the training-only augmentation block: what gets exported (its random
