@@ -1,8 +1,8 @@
 """Measure what the README promises: training speed vs plain Keras, inference speed, and the
 accuracy targets of the reference MLP and the CNN. Prints a table; writes JSON and Markdown.
 
-    make bench                        # everything (about 20 minutes on 2 cores)
-    python benchmarks/run.py --quick  # speed sections only (about 3 minutes)
+    make bench                        # everything (about 12 minutes on 2 cores)
+    python benchmarks/run.py --quick  # speed sections only (about 2 minutes)
 
 Times are medians of repeated runs; each comparison is a ratio measured in the same run.
 """
@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -83,26 +84,34 @@ class EpochTimer(keras.callbacks.Callback):
         self.times = getattr(self, "times", []) + [time.perf_counter() - self.started]
 
 
-def train_throughput(kind: str, x: np.ndarray, y: np.ndarray, epochs: int) -> dict:
-    """Samples/s of the pipeline's fit against a plain compile + fit with the same hyperparameters."""
+def train_throughput(kind: str, x: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
+    """Samples/s of the pipeline's fit against a plain compile + fit with the same hyperparameters: the
+    median epoch over `rounds` alternating runs of each, so a slow spell of the machine hits both."""
     params = load_params(ROOT / "params.yaml")
     model_params = params.model.model_copy(update={"kind": kind})
     train_params = params.train.model_copy(update={"epochs": epochs, "augment": kind == "cnn"})
 
-    def build() -> keras.Model:
+    def pipeline_fit(model: keras.Model, timer: EpochTimer) -> None:
+        fit(model, x, y, train_params, callbacks=[timer], verbose=0)
+
+    def plain_fit(model: keras.Model, timer: EpochTimer) -> None:
+        model.compile(optimizer=keras.optimizers.Adam(train_params.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model.fit(x, y, epochs=epochs, batch_size=train_params.batch_size, shuffle=True, callbacks=[timer], verbose=0)
+
+    def timed(train: Callable[[keras.Model, EpochTimer], None]) -> tuple[keras.Model, list[float]]:
         set_determinism(train_params.seed)
-        return build_model(model_params, train_params, 20, 10)
+        model, timer = build_model(model_params, train_params, 20, 10), EpochTimer()
+        train(model, timer)
+        return model, timer.times[1:]  # the first epoch includes tracing and compilation
 
-    pipeline_model, timer = build(), EpochTimer()
-    fit(pipeline_model, x, y, train_params, callbacks=[timer], verbose=0)
-    pipeline_epoch = statistics.median(timer.times[1:])
-
-    plain_model, plain_timer = build(), EpochTimer()
-    plain_model.compile(optimizer=keras.optimizers.Adam(train_params.learning_rate),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    plain_model.fit(x, y, epochs=epochs, batch_size=train_params.batch_size, shuffle=True,
-                    callbacks=[plain_timer], verbose=0)
-    plain_epoch = statistics.median(plain_timer.times[1:])
+    pipeline_times, plain_times = [], []
+    for _ in range(rounds):
+        pipeline_model, times = timed(pipeline_fit)
+        pipeline_times += times
+        plain_model, times = timed(plain_fit)
+        plain_times += times
+    pipeline_epoch, plain_epoch = statistics.median(pipeline_times), statistics.median(plain_times)
     flops = 3 * forward_flops(pipeline_model) * len(x) / pipeline_epoch  # forward + backward ~ 3x forward
     return {"model": kind, "pipeline_samples_per_s": round(len(x) / pipeline_epoch),
             "plain_fit_samples_per_s": round(len(x) / plain_epoch),
@@ -165,7 +174,7 @@ def main() -> None:
                f"{os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}",
                "matmul_gflops": round(matmul_gflops(), 1)}
     print(f"fp32 matmul limit: {results['matmul_gflops']} GFLOP/s", flush=True)
-    results["training"] = [train_throughput(kind, x, y, epochs) for kind, epochs in (("mlp", 6), ("cnn", 3))]
+    results["training"] = [train_throughput(kind, x, y, epochs) for kind, epochs in (("mlp", 4), ("cnn", 4))]
     for row in results["training"]:
         row["share_of_matmul_limit"] = f"{100 * row['train_gflops'] / results['matmul_gflops']:.1f}%"
     print(markdown("Training speed", results["training"]), flush=True)

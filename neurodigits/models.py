@@ -13,7 +13,7 @@ from neurodigits.params import ModelParams, TrainParams
 
 
 def build_mlp(input_size: int, num_classes: int, hidden_units: list[int], activation: str = "relu",
-              augmentation: keras.Sequential | None = None) -> keras.Model:
+              augmentation: keras.layers.Layer | None = None) -> keras.Model:
     """The reference MLP (400-25-15-10 by default): Dense ReLU layers, a linear output."""
     inputs = keras.Input(shape=(input_size,), name="pixels")
     x = inputs
@@ -26,59 +26,87 @@ def build_mlp(input_size: int, num_classes: int, hidden_units: list[int], activa
     return keras.Model(inputs, outputs, name="mlp")
 
 
-@keras.saving.register_keras_serializable(package="neurodigits")
-class RandomElasticDistortion(layers.Layer):
-    """Elastic distortion (Simard et al., 2003) of (N, H, W, 1) images, in training only: a per-pixel random
-    displacement field, smoothed by a Gaussian `sigma` pixels wide, scaled to `magnitude` pixels RMS per axis,
-    resampled bilinearly. Keras's RandomElasticTransform warps x and y alike and needs a static batch size."""
+def bilinear_sample(images, rows, cols):
+    """images (N, H, W) read at float coordinates rows, cols (N, H', W'), bilinearly, zero outside the image:
+    the same values as `ops.image.map_coordinates(order=1, fill_mode="constant")`, with four flat gathers
+    instead of its eight."""
+    batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+    rows, cols = ops.clip(rows, -1.0, float(height)), ops.clip(cols, -1.0, float(width))  # beyond: all zeros
+    stride = width + 3
+    padded = ops.reshape(ops.pad(images, [[0, 0], [1, 2], [1, 2]]), (-1,))  # one zero row/col before, two after
+    top, left = ops.floor(rows), ops.floor(cols)
+    down, right = rows - top, cols - left
+    corner = (ops.arange(batch)[:, None, None] * ((height + 3) * stride)
+              + (ops.cast(top, "int32") + 1) * stride + ops.cast(left, "int32") + 1)
 
-    def __init__(self, magnitude: float, sigma: float, seed: int | None = None, **kwargs):
+    def pixel(offset):  # the pixel `offset` places after each top-left neighbour in the flat padded batch
+        return ops.take(padded, corner + offset)
+
+    return ((1 - down) * ((1 - right) * pixel(0) + right * pixel(1))
+            + down * ((1 - right) * pixel(stride) + right * pixel(stride + 1)))
+
+
+@keras.saving.register_keras_serializable(package="neurodigits")
+class RandomWarp(layers.Layer):
+    """Random rotation, zoom, shift and elastic distortion (Simard et al., 2003) of (N, H, W, 1) images, in
+    training only, composed into one coordinate map and resampled once. Ranges are symmetric: `rotation` in
+    turns, `zoom` and `shift` as fractions of the image size. The elastic field is per-pixel noise smoothed
+    by a Gaussian `sigma` pixels wide, `elastic` pixels RMS per axis. (Keras's RandomRotation,
+    RandomTranslation and RandomZoom resample once each; four bilinear passes blur a 20x20 digit.)"""
+
+    def __init__(self, rotation: float, shift: float, zoom: float, elastic: float, sigma: float,
+                 seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.magnitude, self.sigma, self.seed = magnitude, sigma, seed
+        self.rotation, self.shift, self.zoom, self.elastic, self.sigma, self.seed = (
+            rotation, shift, zoom, elastic, sigma, seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
         radius = max(1, math.ceil(3 * sigma))
         taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-radius, radius + 1)]
         taps = [t / sum(taps) for t in taps]
         # uniform(-1, 1) noise has std 1/sqrt(3); each 1-D blur pass scales the std by sqrt(sum(taps**2))
-        self.gain = magnitude * math.sqrt(3) / sum(t * t for t in taps)
+        self.gain = elastic * math.sqrt(3) / sum(t * t for t in taps)
         self.blur_rows = ops.reshape(ops.convert_to_tensor([[t, t] for t in taps]), (len(taps), 1, 2, 1))
         self.blur_cols = ops.reshape(self.blur_rows, (1, len(taps), 2, 1))
 
     def call(self, images, training=None):
-        if not training or self.magnitude == 0:
+        if not training:
             return images
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+
+        def uniform(limit):  # one value per image
+            return keras.random.uniform((batch, 1, 1), -limit, limit, seed=self.seed_generator)
+
+        angle, scale = uniform(self.rotation) * 2 * math.pi, 1 + uniform(self.zoom)
+        shift_rows, shift_cols = uniform(self.shift) * height, uniform(self.shift) * width
         noise = keras.random.uniform((batch, height, width, 2), -1.0, 1.0, seed=self.seed_generator)
         field = ops.depthwise_conv(ops.depthwise_conv(noise, self.blur_rows, padding="same"),
                                    self.blur_cols, padding="same") * self.gain
-        rows = ops.arange(height, dtype="float32")[None, :, None] + field[..., 0]
-        cols = ops.arange(width, dtype="float32")[None, None, :] + field[..., 1]
-        index = ops.broadcast_to(ops.cast(ops.arange(batch), "float32")[:, None, None], ops.shape(rows))
-        warped = ops.image.map_coordinates(images[..., 0], [index, rows, cols], order=1, fill_mode="constant")
-        return warped[..., None]
+        y = ops.arange(height, dtype="float32")[None, :, None] - (height - 1) / 2  # from the image centre
+        x = ops.arange(width, dtype="float32")[None, None, :] - (width - 1) / 2
+        cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+        rows = cos * y - sin * x + (height - 1) / 2 + shift_rows + field[..., 0]
+        cols = sin * y + cos * x + (width - 1) / 2 + shift_cols + field[..., 1]
+        return bilinear_sample(images[..., 0], rows, cols)[..., None]
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "magnitude": self.magnitude, "sigma": self.sigma, "seed": self.seed}
+        return {**super().get_config(), "rotation": self.rotation, "shift": self.shift, "zoom": self.zoom,
+                "elastic": self.elastic, "sigma": self.sigma, "seed": self.seed}
 
 
 def build_augmentation(rotation: float, shift: float, zoom: float, elastic: float, image_size: int,
-                       seed: int) -> keras.Sequential:
-    """Random elastic distortions, rotations, shifts and zooms; all act in training only. `elastic` is the
-    RMS displacement as a fraction of the image size, smoothed over a tenth of it."""
-    return keras.Sequential([
-        RandomElasticDistortion(elastic * image_size, sigma=0.1 * image_size, seed=seed + 3),
-        layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
-        layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 1),
-        layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 2),
-    ], name="augment")
+                       seed: int) -> RandomWarp:
+    """The training-only augmentation layer. `elastic` (the RMS displacement) is a fraction of the image
+    size, like `shift`; the elastic field is smoothed over a tenth of it."""
+    return RandomWarp(rotation, shift, zoom, elastic * image_size, sigma=0.1 * image_size,
+                      seed=seed, name="augment")
 
 
 def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel_size: int = 3,
               convs_per_block: int = 2, batch_norm: bool = False, dense_units: int = 128, dropout: float = 0.0,
-              augmentation: keras.Sequential | None = None) -> keras.Model:
+              augmentation: keras.layers.Layer | None = None) -> keras.Model:
     """A VGG-style CNN: per entry of `conv_filters`, `convs_per_block` conv(-batchnorm)-ReLU layers, then
     2x2 max-pooling; dropout around a ReLU dense layer; a linear output."""
     inputs = keras.Input(shape=(image_size * image_size,), name="pixels")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import copy_project, run
 
 from neurodigits.models import (
-    RandomElasticDistortion,
+    RandomWarp,
+    bilinear_sample,
     build_augmentation,
     build_cnn,
     build_mlp,
@@ -53,16 +55,52 @@ def test_augmentation_acts_in_training_only():
     assert not np.allclose(augmented(x, training=True), plain(x, training=True))
 
 
-def test_elastic_distortion_moves_pixels_by_its_magnitude():
+def test_bilinear_sample_matches_keras_map_coordinates():
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 20, 20), dtype=np.float32)
+    rows, cols = rng.uniform(-3, 23, (2, 3, 20, 20)).astype(np.float32)  # inside, on the edge and beyond
+    batch = np.broadcast_to(np.arange(3, dtype=np.float32)[:, None, None], rows.shape)
+    expected = keras.ops.image.map_coordinates(images, [batch, rows, cols], order=1, fill_mode="constant")
+    np.testing.assert_allclose(bilinear_sample(images, rows, cols), expected, atol=1e-6)
+
+
+def warp_sources(seed: int = 0, **ranges: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where RandomWarp reads the central 16x16 pixels of eight 32x32 images, centred: (8, 16, 16) source
+    rows and cols, and the (16, 16, 2) output positions. A warped ramp is its own source coordinate."""
     rows, cols = np.meshgrid(np.arange(32, dtype=np.float32), np.arange(32, dtype=np.float32), indexing="ij")
-    ramps = np.stack([rows, cols])[..., None]  # a warped ramp's change is the displacement itself
-    distort = RandomElasticDistortion(magnitude=1.5, sigma=3.0, seed=0)
-    assert np.array_equal(distort(ramps, training=False), ramps)
-    warped = np.asarray(distort(ramps, training=True))
-    interior = (warped - ramps)[:, 8:-8, 8:-8]
-    assert np.sqrt(np.mean(interior**2)) == pytest.approx(1.5, rel=0.25)
-    again = np.asarray(RandomElasticDistortion(magnitude=1.5, sigma=3.0, seed=0)(ramps, training=True))
-    assert np.array_equal(warped, again)  # seeded: the same distortions every run
+    ranges = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "elastic": 0.0, **ranges}
+
+    def read(ramp: np.ndarray) -> np.ndarray:  # a fresh layer with the same seed: the same eight warps
+        images = np.broadcast_to(ramp[None, :, :, None], (8, 32, 32, 1))
+        return np.asarray(RandomWarp(**ranges, sigma=3.0, seed=seed)(images, training=True))[:, 8:-8, 8:-8, 0]
+
+    return read(rows) - 15.5, read(cols) - 15.5, np.stack([rows, cols], -1)[8:-8, 8:-8] - 15.5
+
+
+def test_warp_is_a_rotation_zoom_and_shift_within_its_ranges():
+    source_rows, source_cols, output = warp_sources(rotation=0.05, zoom=0.1, shift=0.1)
+    design = np.concatenate([output.reshape(-1, 2), np.ones((256, 1), np.float32)], axis=1)
+    angles = []
+    for image in range(8):
+        source = np.stack([source_rows[image], source_cols[image]], -1).reshape(-1, 2)
+        affine = np.linalg.lstsq(design, source, rcond=None)[0]  # source = [row, col, 1] @ affine
+        np.testing.assert_allclose(design @ affine, source, atol=1e-3)
+        (cos, sin), (minus_sin, also_cos), shift = affine  # times the zoom
+        assert also_cos == pytest.approx(cos, abs=1e-4) and minus_sin == pytest.approx(-sin, abs=1e-4)
+        angles.append(np.arctan2(sin, cos))
+        assert abs(np.hypot(cos, sin) - 1) <= 0.1 + 1e-4
+        assert np.all(np.abs(shift) <= 0.1 * 32 + 1e-3)
+    assert np.all(np.abs(angles) <= 0.05 * 2 * np.pi + 1e-4) and np.std(angles) > 0.05
+
+
+def test_elastic_distortion_moves_pixels_by_its_magnitude():
+    source_rows, source_cols, output = warp_sources(elastic=1.5)
+    displacement = np.stack([source_rows, source_cols], -1) - output
+    assert np.sqrt(np.mean(displacement**2)) == pytest.approx(1.5, rel=0.25)
+    again = warp_sources(elastic=1.5)
+    assert np.array_equal(source_rows, again[0])  # seeded: the same distortions every run
+    ramps = np.arange(2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32, 1)
+    assert np.array_equal(RandomWarp(0.1, 0.1, 0.1, 1.5, sigma=3.0)(ramps, training=False), ramps)
 
 
 def test_early_stopping_restores_the_best_weights():
