@@ -37,14 +37,8 @@ from neurodigits.inference import TFLitePredictor  # noqa: E402
 from neurodigits.models import build_model  # noqa: E402
 from neurodigits.params import DataParams, load_params  # noqa: E402
 from neurodigits.preprocess import to_model_input  # noqa: E402
+from neurodigits.presets import load_presets  # noqa: E402
 from neurodigits.training import fit, set_determinism, weights_sha256  # noqa: E402
-
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-CNN = {"model.kind": "cnn", "train.augment": "true"}
-CNN_PRESET = {**CNN, "model.batch_norm": "true", "train.lr_schedule": "cosine"}
-FASHION_PRESET = {"model.kind": "cnn", "data.source": "idx", "data.path": FASHION_MNIST, "data.image_size": "28",
-                  "model.convs_per_block": "1", "model.batch_norm": "true", "model.dropout": "0.3",
-                  "train.epochs": "15", "train.batch_size": "64", "train.lr_schedule": "cosine"}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -143,11 +137,11 @@ def inference_speed(kind: str, x: np.ndarray, y: np.ndarray) -> dict:
     return result
 
 
-def pipeline_accuracy(name: str, overrides: dict[str, str], project: Path) -> dict:
+def pipeline_accuracy(name: str, overrides: list[str], project: Path) -> dict:
     """`dvc exp run -S ...` end to end in a fresh copy of the project: wall time and held-out metrics."""
     project.mkdir(parents=True)
     copy_project(project)
-    flags = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
+    flags = [arg for override in overrides for arg in ("-S", override)]
     started = time.perf_counter()
     run(["dvc", "exp", "run", *flags], project)
     seconds = time.perf_counter() - started
@@ -184,10 +178,13 @@ def main() -> None:
     results["inference"] = [inference_speed(kind, x_test, prepared.y_test) for kind in ("mlp", "cnn")]
     print(markdown("Inference speed (1000 test images)", results["inference"]), flush=True)
     if not args.quick:
-        runs = {"mlp": ("reference MLP, embedded", {}), "cnn": ("CNN + augmentation, embedded", CNN),
-                "cnn-cosine": ("CNN + batch norm + cosine schedule, embedded", CNN_PRESET)}
-        if Path(FASHION_MNIST).is_dir():
-            runs["fashion"] = ("CNN preset, Fashion-MNIST 60k/10k", FASHION_PRESET)
+        runs = {"mlp": ("reference MLP (params.yaml)", [])}
+        for name, preset in load_presets().items():
+            path = preset.params.get("data", {}).get("path")
+            if path and not (ROOT / path).is_dir():
+                print(f"skipping preset {name}: its data.path {path} is missing", flush=True)
+                continue
+            runs[name] = (f"preset {name}: {preset.description}", preset.overrides())
         results["accuracy"] = []
         with tempfile.TemporaryDirectory() as tmp:
             for key, (name, overrides) in runs.items():

@@ -77,6 +77,15 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def presets(args: argparse.Namespace) -> int:
+    """List the presets of presets.yaml with the command that trains each."""
+    from neurodigits.presets import load_presets  # noqa: PLC0415
+
+    for name, preset in load_presets().items():
+        print(f"{name}: {preset.description}\n  {preset.command()}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="neurodigits", description="Handwritten digit recognition.")
     commands = main_parser.add_subparsers(dest="command", required=True)
@@ -99,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(run=serve)
+
+    p = commands.add_parser("presets", help="list the presets (presets.yaml) and the dvc command that trains each")
+    p.set_defaults(run=presets)
     return main_parser
 
 

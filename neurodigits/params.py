@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -121,6 +122,17 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise NeuroDigitsError(_describe(exc.errors()[0], source)) from None
+
+
+def project_root() -> Path:
+    """The main repo: DVC sets DVC_ROOT in every stage, also for `dvc exp run --queue/--temp` copies."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def resolve_path(path: str) -> Path:
+    """A path from params.yaml: `~` expanded, relative paths taken from the project root (DVC_ROOT), so
+    they resolve the same in `dvc exp run --temp/--queue` copies."""
+    return project_root() / Path(path).expanduser()
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -14,14 +14,9 @@ import mlflow  # noqa: E402
 from filelock import FileLock  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from neurodigits.params import Params  # noqa: E402
+from neurodigits.params import Params, project_root  # noqa: E402
 
 TEST_METRIC = "test_accuracy"
-
-
-def project_root() -> Path:
-    """The main repo: DVC sets DVC_ROOT in every stage, also for `dvc exp run --queue/--temp` copies."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
 def store_dir() -> Path:

@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path, sha256_file
-from neurodigits.params import PARAMS_FILE, DataParams
+from neurodigits.params import PARAMS_FILE, DataParams, project_root, resolve_path
 from neurodigits.preprocess import resize_images
 
 
@@ -52,10 +52,10 @@ def source_path(params: DataParams) -> Path:
     if params.path is None:
         raise NeuroDigitsError(f"{PARAMS_FILE}: 'data.path' is required for data.source '{params.source}'; "
                                "set it to the folder holding the data")
-    path = Path(params.path).expanduser()
+    path = resolve_path(params.path)
     if not path.is_dir():
         raise NeuroDigitsError(f"{PARAMS_FILE}: 'data.path' {params.path!r} is not an existing folder "
-                               f"(relative paths start at {Path.cwd()}); fix data.path")
+                               f"(relative paths start at the project root {project_root()}); fix data.path")
     return path
 
 
