@@ -17,13 +17,43 @@ from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_fscore_supp
 from neurodigits.io import atomic_path  # noqa: E402
 
 
-def split_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float | int]:
-    """Accuracy, misclassification count and mean cross-entropy of logits against int labels."""
+def case_folding(classes: list[str]) -> np.ndarray | None:
+    """Each class's index among the case-folded classes, when some classes differ only in case (else None)."""
+    folded = [name.upper() for name in classes]
+    if len(set(folded)) == len(folded):
+        return None
+    merged = sorted(set(folded))
+    return np.array([merged.index(name) for name in folded])
+
+
+def split_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float | int]:
+    """Accuracy, top-3 accuracy, misclassification count and mean cross-entropy of logits against int labels;
+    also the case-insensitive accuracy when some classes differ only in case."""
     predicted = logits.argmax(axis=1)
     wrong = int((predicted != labels).sum())
     loss = float(-log_softmax(logits.astype(np.float64), axis=1)[np.arange(len(labels)), labels].mean())
-    return {"accuracy": round(1 - wrong / len(labels), 6), "misclassified": wrong, "n": int(len(labels)),
-            "loss": round(loss, 6)}
+    top3 = (np.argsort(-logits, axis=1, kind="stable")[:, :3] == labels[:, None]).any(axis=1)
+    metrics = {"accuracy": round(1 - wrong / len(labels), 6), "top3_accuracy": round(float(top3.mean()), 6),
+               "misclassified": wrong, "n": int(len(labels)), "loss": round(loss, 6)}
+    fold = case_folding(classes)
+    if fold is not None:
+        metrics["case_insensitive_accuracy"] = round(float((fold[predicted] == fold[labels]).mean()), 6)
+    return metrics
+
+
+def subset_masks(meta: dict, quality: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Named boolean masks over the test split: each source's images (when there are several) and the
+    images whose labels the source verified (`ok`, when it flags label quality)."""
+    subsets, start = {}, 0
+    sources = meta.get("sources", [])
+    for source in sources if len(sources) > 1 else []:
+        mask = np.zeros(meta["n_test"], dtype=bool)
+        mask[start:start + source["n_test"]] = True
+        subsets[source["name"]] = mask
+        start += source["n_test"]
+    if quality is not None:
+        subsets["ok"] = quality == "OK"
+    return subsets
 
 
 def per_class_metrics(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, dict]:
@@ -62,16 +92,22 @@ def plot_history(history: pd.DataFrame) -> plt.Figure:
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> plt.Figure:
-    figure, ax = plt.subplots(figsize=(6, 5.5))
+    """The confusion matrix; with many classes a bigger grid, counts left out, small tick labels."""
+    many = len(classes) > 20
+    side = max(6.0, 0.2 * len(classes))
+    figure, ax = plt.subplots(figsize=(side, side * 0.92))
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=np.arange(len(classes)),
-                                            display_labels=classes, ax=ax, colorbar=False, cmap="Blues")
+                                            display_labels=classes, ax=ax, colorbar=many, cmap="Blues",
+                                            include_values=not many)
+    if many:
+        ax.tick_params(labelsize=7)
     ax.set_title(f"Confusion matrix (test, {int((labels != predicted).sum())} errors / {len(labels)})")
     return figure
 
 
 def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                        classes: list[str], limit: int) -> plt.Figure:
-    """A grid of misclassified digits titled 'true→predicted (probability)'."""
+    """A grid of misclassified images titled 'true→predicted (probability)'."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)[:limit]
     columns = 10
@@ -84,7 +120,7 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
         ax.set_title(f"{classes[labels[i]]}→{classes[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})",
                      fontsize=8, color="firebrick")
     total = int((predicted != labels).sum())
-    figure.suptitle(f"Misclassified test digits: {total} of {len(labels)} (true→predicted, probability)"
+    figure.suptitle(f"Misclassified test images: {total} of {len(labels)} (true→predicted, probability)"
                     + (f", first {len(wrong)} shown" if total > len(wrong) else ""), fontsize=10)
     figure.tight_layout()
     return figure

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,15 +20,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataParams(_Section):
-    source: Literal["mnist-5k", "mnist", "idx", "numpy", "images"] = "mnist-5k"
+SourceName = Literal["mnist-5k", "mnist", "idx", "numpy", "images", "emnist"]
+
+
+class SourceParams(_Section):
+    """One entry of a `data.source` list given as a mapping: its own values of the per-source keys."""
+
+    source: SourceName
     path: str | None = None
+    emnist_split: str | None = None
+    pixel_order: Literal["F", "C"] | None = None
+    limit: int | None = Field(None, gt=0)
+
+
+class DataParams(_Section):
+    source: SourceName | list[SourceName | SourceParams] = Field("mnist-5k", min_length=1)
+    path: str | None = None
+    emnist_split: str = Field("letters", min_length=1)
+    case: Literal["sensitive", "merge"] = "sensitive"
     image_size: int = Field(20, ge=8, le=64)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     limit: int | None = Field(None, gt=0)
     pixel_order: Literal["F", "C"] = "F"
     cache_dir: str = "~/.cache/neurodigits"
+
+    def sources(self) -> list[DataParams]:
+        """One DataParams per source: the shared keys, overridden by a list entry's own mapping."""
+        entries = self.source if isinstance(self.source, list) else [self.source]
+        return [self.model_copy(update={"source": entry} if isinstance(entry, str) else
+                                {k: v for k, v in entry.model_dump().items() if v is not None})
+                for entry in entries]
 
 
 class ModelParams(_Section):
@@ -73,6 +95,9 @@ class TrackingParams(_Section):
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
+_UNION_MODELS = {"SourceParams"}  # pydantic names union branches in error locations
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -90,14 +115,32 @@ class Params(_Section):
         }
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
 def _fields_at(loc: tuple) -> list[str]:
     model: type[BaseModel] = Params
     for part in loc[:-1]:
+        if isinstance(part, int):  # an entry of a list, e.g. of data.source
+            continue
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        models = _models_in(field.annotation) if field else []
+        if not models:
             return []
-        model = field.annotation
+        model = models[0]
     return list(model.model_fields)
+
+
+def _first_error(errors: list[dict]) -> dict:
+    """The most telling of pydantic's errors: union tags dropped from locations, the deepest real mismatch
+    (not "should be a list/mapping" from the union's other branch)."""
+    cleaned = [{**error, "loc": tuple(part for part in error["loc"]
+                                      if not (isinstance(part, str) and ("[" in part or part in _UNION_MODELS)))}
+               for error in errors]
+    return max(cleaned, key=lambda e: (e["type"] not in ("list_type", "model_type", "dict_type"), len(e["loc"])))
 
 
 def _describe(error: dict, source: str) -> str:
@@ -121,7 +164,7 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise NeuroDigitsError(_describe(exc.errors()[0], source)) from None
+        raise NeuroDigitsError(_describe(_first_error(exc.errors()), source)) from None
 
 
 def project_root() -> Path:

@@ -32,8 +32,10 @@ def main() -> None:
     test_logits = model.predict(to_model_input(data.x_test), batch_size=1024, verbose=0)
     train_logits = model.predict(to_model_input(data.x_train), batch_size=1024, verbose=0)
     test_predicted = test_logits.argmax(axis=1)
-    metrics = {"test": evaluation.split_metrics(test_logits, data.y_test),
-               "train": evaluation.split_metrics(train_logits, data.y_train)}
+    metrics = {"test": evaluation.split_metrics(test_logits, data.y_test, data.classes),
+               "train": evaluation.split_metrics(train_logits, data.y_train, data.classes)}
+    for name, mask in evaluation.subset_masks(data.meta, data.quality_test).items():
+        metrics[f"test_{name}"] = evaluation.split_metrics(test_logits[mask], data.y_test[mask], data.classes)
     plots = Path(PLOTS_DIR)
 
     with tracking.run(params, read_run()["mlflow_run_id"]):
@@ -56,6 +58,9 @@ def main() -> None:
     test, train = metrics["test"], metrics["train"]
     print(f"held-out: accuracy {test['accuracy']:.4f}, {test['misclassified']} misclassifications out of "
           f"{test['n']}; training set: {train['misclassified']} misclassifications out of {train['n']}")
+    for split, values in metrics.items():
+        if split.startswith("test_"):
+            print(f"  {split}: accuracy {values['accuracy']:.4f} on {values['n']} images")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """prepare: load `data.source`, resize to `data.image_size`, split -> data/prepared/ + a data report."""
 
-from neurodigits.data import load_dataset, prepare, save_prepared
+from neurodigits.data import load_datasets, prepare, save_prepared
 from neurodigits.data.dataset import data_report
 from neurodigits.io import write_json
 from neurodigits.params import load_params
@@ -9,7 +9,7 @@ from stages import DATA_REPORT, PREPARED_DIR, run_stage
 
 def main() -> None:
     params = load_params()
-    prepared = prepare(load_dataset(params.data), params.data)
+    prepared = prepare(load_datasets(params.data), params.data)
     report = data_report(prepared)
     save_prepared(prepared, PREPARED_DIR)
     write_json(DATA_REPORT, report)

@@ -63,3 +63,18 @@ def write_pngs(root: Path, images: np.ndarray, labels: np.ndarray, names: list[s
             picture = picture.resize((56, 56), Image.Resampling.BILINEAR)
         picture.save(folder / f"{i:04d}.png")
     return root
+
+
+def write_emnist(directory: Path, prefix: str, chars: str, train: tuple, test: tuple,
+                 quality: list[str] | None = None) -> Path:
+    """The EMNIST layout for (images, labels) pairs of upright images: images stored transposed, labels
+    0..len(chars)-1 with `<prefix>-mapping.txt` naming them `chars`; optionally a test meta CSV."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in (("train", train), ("test", test)):
+        write_idx(directory / f"{prefix}-{split}-images-idx3-ubyte.gz", np.asarray(images).transpose(0, 2, 1))
+        write_idx(directory / f"{prefix}-{split}-labels-idx1-ubyte.gz", np.asarray(labels))
+    (directory / f"{prefix}-mapping.txt").write_text("".join(f"{i} {ord(c)}\n" for i, c in enumerate(chars)))
+    if quality is not None:
+        rows = [f"{i},{chars[label]},writer{i % 3},{q}" for i, (label, q) in enumerate(zip(test[1], quality))]
+        (directory / f"{prefix}-test-meta.csv").write_text("index,label,writer,quality\n" + "\n".join(rows) + "\n")
+    return directory

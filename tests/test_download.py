@@ -1,4 +1,4 @@
-"""The `mnist` downloader against a real HTTP server on 127.0.0.1 serving real IDX .gz files."""
+"""The `mnist` and `emnist` downloaders against a real HTTP server on 127.0.0.1 serving real IDX .gz files."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import hashlib
 import http.server
 import socket
 import threading
+import zipfile
 
 import numpy as np
 import pytest
-from data_helpers import per_class, write_idx_set
+from data_helpers import per_class, write_emnist, write_idx_set
 
 from neurodigits import NeuroDigitsError
+from neurodigits.data.emnist import ARCHIVE_SHA256, load_emnist
 from neurodigits.data.mnist import SHA256, load_mnist
 from neurodigits.params import DataParams
 
@@ -83,3 +85,47 @@ def test_hand_placed_files_are_verified(tmp_path, mirror):
     with pytest.raises(NeuroDigitsError, match="is not the official"):
         load_mnist(params, mirrors=())  # the real MNIST checksums
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.fixture(scope="module")
+def emnist_mirror(tmp_path_factory):
+    """(base URL, sha256) of a local server holding a small gzip.zip laid out like the official one."""
+    root = tmp_path_factory.mktemp("emnist-mirror")
+    split = write_emnist(root / "gzip", "emnist-letters", "ABCDEFGHIJ", per_class(5), per_class(2, offset=5))
+    write_emnist(split, "emnist-digits", "0123456789", per_class(3), per_class(1, offset=3))
+    with zipfile.ZipFile(root / "gzip.zip", "w") as archive:
+        for path in sorted(split.iterdir()):
+            archive.write(path, f"gzip/{path.name}")
+    sha256 = hashlib.sha256((root / "gzip.zip").read_bytes()).hexdigest()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=root))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", sha256
+    server.shutdown()
+    server.server_close()
+
+
+def test_emnist_downloads_once_and_extracts_only_the_chosen_split(tmp_path, emnist_mirror, dead_url):
+    url, sha256 = emnist_mirror
+    params = DataParams(source="emnist", emnist_split="letters", cache_dir=str(tmp_path))
+    dataset = load_emnist(params, mirrors=(dead_url, url), sha256=sha256)
+    assert dataset.images.shape == (50, 28, 28) and sorted(set(dataset.labels)) == list("ABCDEFGHIJ")
+    cache = tmp_path / "emnist"
+    assert sorted(p.name for p in cache.iterdir()) == ["emnist-letters", "gzip.zip"]
+    assert len(list((cache / "emnist-letters").iterdir())) == 5  # train/test images/labels + mapping
+    again = load_emnist(params, mirrors=(dead_url,), sha256=sha256)  # verified cache: no network
+    np.testing.assert_array_equal(again.images, dataset.images)
+
+
+def test_emnist_bad_checksum_or_no_server_leaves_nothing(tmp_path, emnist_mirror, dead_url):
+    url, _ = emnist_mirror
+    params = DataParams(source="emnist", cache_dir=str(tmp_path))
+    with pytest.raises(NeuroDigitsError) as error:
+        load_emnist(params, mirrors=(url,), sha256="0" * 64)
+    message = str(error.value)
+    assert "\n" not in message and "sha256 mismatch" in message and f"{url}gzip.zip" in message
+    with pytest.raises(NeuroDigitsError) as error:
+        load_emnist(params, mirrors=(dead_url,))
+    message = str(error.value)
+    assert "\n" not in message and "Connection refused" in message and ARCHIVE_SHA256 in message
+    assert "set data.path" in message
+    assert list((tmp_path / "emnist").iterdir()) == []

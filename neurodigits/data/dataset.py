@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class Dataset:
     description: str
     test_images: np.ndarray | None = None  # a source's official test split, if it has one
     test_labels: np.ndarray | None = None
+    test_quality: np.ndarray | None = None  # per test image label quality ("OK": verified), if the source has it
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Prepared:
     y_test: np.ndarray
     classes: list[str]
     meta: dict
+    quality_test: np.ndarray | None = None  # str per test image ("OK", "?", "" unknown), if a source flags quality
 
 
 def class_names(*label_arrays: np.ndarray) -> list[str]:
@@ -117,33 +119,69 @@ def _stratified_split(images: np.ndarray, labels: np.ndarray, seed: int, **size)
                                "add samples or change data.limit / data.test_fraction") from None
 
 
-def prepare(dataset: Dataset, params: DataParams) -> Prepared:
-    """Validate, resize to `image_size`, then split off a stratified test set (or keep the source's own)."""
+def _split(dataset: Dataset, params: DataParams) -> tuple[np.ndarray, ...]:
+    """One source's (x_train, y_train, x_test, y_test, quality_test): a stratified test split, or its own."""
     validate_dataset(dataset)
     images, labels = dataset.images, dataset.labels
     if params.limit is not None and params.limit < len(images):
         images, _, labels, _ = _stratified_split(images, labels, params.seed, train_size=params.limit)
     if dataset.test_images is not None:
-        x_train, y_train, x_test, y_test = images, labels, dataset.test_images, dataset.test_labels
-    else:
-        x_train, x_test, y_train, y_test = _stratified_split(images, labels, params.seed,
-                                                             test_size=params.test_fraction)
-    classes = class_names(y_train, y_test)
+        quality = dataset.test_quality if dataset.test_quality is not None else np.full(len(dataset.test_labels), "")
+        return images, labels, dataset.test_images, dataset.test_labels, quality
+    x_train, x_test, y_train, y_test = _stratified_split(images, labels, params.seed, test_size=params.test_fraction)
+    return x_train, y_train, x_test, y_test, np.full(len(y_test), "")
+
+
+def fold_case(labels: np.ndarray) -> np.ndarray:
+    """Character labels with upper and lower case folded into one class (named by the upper case)."""
+    return np.char.upper(labels) if labels.dtype.kind == "U" else labels
+
+
+def source_names(params: DataParams) -> list[str]:
+    """A short unique name per source (`emnist`, or `emnist-2` for a second one), for metrics."""
+    names = [p.source for p in params.sources()]
+    return [name if names.count(name) == 1 else f"{name}-{i}" for i, name in enumerate(names, start=1)]
+
+
+def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepared:
+    """Per source: validate, split off a stratified test set (or keep the source's own); then the union
+    of the classes, images resized to `image_size`. `datasets` follow `params.sources()`."""
+    datasets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
+    parts = [_split(dataset, source) for dataset, source in zip(datasets, params.sources(), strict=True)]
+    mixed = len(parts) > 1 and len({part[1].dtype.kind for part in parts}) > 1
+    x_train, y_train, x_test, y_test, quality = (
+        [part[i] for part in parts] for i in range(5))
+    if mixed:  # digits (int) and characters (str): one class list of strings
+        y_train, y_test = [y.astype(str) for y in y_train], [y.astype(str) for y in y_test]
+    if params.case == "merge":
+        y_train, y_test = [fold_case(y) for y in y_train], [fold_case(y) for y in y_test]
+    classes = class_names(*y_train, *y_test)
     index = {name: i for i, name in enumerate(classes)}
     to_index = np.vectorize(lambda label: index[str(label)], otypes=[np.int64])
+    sources = [{"name": name, "source": dataset.description, "sha256": dataset.sha256,
+                "n_train": len(train), "n_test": len(test)}
+               for name, dataset, train, test in zip(source_names(params), datasets, y_train, y_test)]
+    sha256 = datasets[0].sha256 if len(datasets) == 1 else hashlib.sha256(
+        "\n".join(d.sha256 for d in datasets).encode()).hexdigest()
     meta = {
-        "source": dataset.description,
-        "source_sha256": dataset.sha256,
+        "source": " + ".join(d.description for d in datasets),
+        "source_sha256": sha256,
+        "sources": sources,
         "image_size": params.image_size,
         "classes": classes,
-        "n_train": len(x_train),
-        "n_test": len(x_test),
+        "n_train": sum(len(y) for y in y_train),
+        "n_test": sum(len(y) for y in y_test),
     }
-    return Prepared(resize_images(x_train, params.image_size), to_index(y_train),
-                    resize_images(x_test, params.image_size), to_index(y_test), classes, meta)
+    quality = np.concatenate(quality)
+    return Prepared(np.concatenate([resize_images(x, params.image_size) for x in x_train]),
+                    to_index(np.concatenate(y_train)),
+                    np.concatenate([resize_images(x, params.image_size) for x in x_test]),
+                    to_index(np.concatenate(y_test)), classes, meta,
+                    quality.astype("<U8") if (quality != "").any() else None)
 
 
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+_QUALITY = "quality_test"
 
 
 def save_prepared(prepared: Prepared, directory: str | Path) -> None:
@@ -152,6 +190,8 @@ def save_prepared(prepared: Prepared, directory: str | Path) -> None:
         tmp.mkdir()
         for name in _ARRAYS:
             np.save(tmp / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
+        if prepared.quality_test is not None:
+            np.save(tmp / f"{_QUALITY}.npy", prepared.quality_test, allow_pickle=False)
         (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -161,7 +201,9 @@ def load_prepared(directory: str | Path) -> Prepared:
         raise NeuroDigitsError(f"{directory}: no prepared data; run `dvc repro prepare` first")
     meta = json.loads((directory / "meta.json").read_text())
     arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
-    return Prepared(**arrays, classes=meta["classes"], meta=meta)
+    quality = directory / f"{_QUALITY}.npy"
+    return Prepared(**arrays, classes=meta["classes"], meta=meta,
+                    quality_test=np.load(quality, allow_pickle=False) if quality.exists() else None)
 
 
 def data_report(prepared: Prepared) -> dict:
@@ -174,6 +216,7 @@ def data_report(prepared: Prepared) -> dict:
     return {
         "source": prepared.meta["source"],
         "source_sha256": prepared.meta["source_sha256"],
+        "sources": prepared.meta["sources"],
         "image_size": prepared.meta["image_size"],
         "n_train": int(len(prepared.y_train)),
         "n_test": int(len(prepared.y_test)),

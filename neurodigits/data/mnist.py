@@ -55,10 +55,12 @@ def _fetch(url: str, target: Path, sha256: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def download(filename: str, directory: Path, sha256: str, mirrors: Sequence[str] = MIRRORS) -> Path:
+def download(filename: str, directory: Path, sha256: str, mirrors: Sequence[str] = MIRRORS,
+             manual: str = "download the four MNIST .gz files by hand into a folder and set data.path to it") -> Path:
     """`directory/filename`, downloaded from the first mirror that serves it with the right sha256.
 
-    A verified file already there is reused; nothing unverified is ever left in `directory`.
+    A verified file already there is reused; nothing unverified is ever left in `directory`. `manual`
+    is the fix the error line offers when every mirror fails.
     """
     target = directory / filename
     if target.exists() and sha256_file(target) == sha256:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from neurodigits.data.arrays import load_arrays
 from neurodigits.data.dataset import Dataset
+from neurodigits.data.emnist import load_emnist
 from neurodigits.data.folders import load_images
 from neurodigits.data.idx import load_idx
 from neurodigits.data.mnist import load_mnist
@@ -37,9 +38,15 @@ LOADERS: dict[str, Callable[[DataParams], Dataset]] = {
     "idx": load_idx,
     "numpy": load_arrays,
     "images": load_images,
+    "emnist": load_emnist,
 }
 
 
 def load_dataset(params: DataParams) -> Dataset:
-    """Load the dataset named by `data.source`."""
+    """Load the dataset named by `data.source` (one source)."""
     return LOADERS[params.source](params)
+
+
+def load_datasets(params: DataParams) -> list[Dataset]:
+    """Load every source of `data.source` (one or a list), in order: what `prepare` takes."""
+    return [load_dataset(source) for source in params.sources()]
