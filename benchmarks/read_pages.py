@@ -1,10 +1,14 @@
-"""How `neurodigits read` does on generated pages of held-out digits, vs the clean test split.
+"""How `neurodigits read` does on generated pages of held-out handwriting, vs the clean test split.
 
     python benchmarks/read_pages.py [--model models/export | models:/neurodigits@champion] [--pages 100]
+    python benchmarks/read_pages.py --letters ../shared/data/unipen-letters --model <letters export>
 
-Pages come from neurodigits.synth.synthetic_page: 1-4 lines of 2-7 held-out digits each, random
-sizes, spacing, jitter, thin/thick strokes, light noise and shadows. Digit accuracy aligns each
-line with its truth by edit distance; a number is right when its whole line is.
+Pages come from neurodigits.synth.synthetic_page. Digits: 1-4 lines of 2-7 held-out digits each,
+random sizes, spacing, jitter, thin/thick strokes, light noise and shadows. Letters (`--letters`):
+1-4 lines of 2-4 random words (the letter-only words of ../shared/data/unipen-lines' test
+transcriptions), each character a random image of that letter by the letters' held-out (test)
+writers, upper-cased when the model merges case. Character accuracy aligns each line with its truth
+by edit distance (spaces left out); a number or word is right when it is read exactly.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import load_classifier
-from neurodigits.page import read_page
-from neurodigits.synth import clean_accuracy, held_out_digits, synthetic_page
+from neurodigits.data import load_dataset
+from neurodigits.inference import Classifier, load_classifier
+from neurodigits.page import line_text, read_page
+from neurodigits.params import DataParams
+from neurodigits.preprocess import resize_images, to_model_input
+from neurodigits.synth import Page, clean_accuracy, held_out_digits, synthetic_page
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -32,10 +41,35 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def score(truth: list[str], read: list[str]) -> tuple[int, int]:
-    """(correct digits, correct numbers) of one page; missing or extra lines count as empty."""
+    """(correct characters, correct words or numbers) of one page; missing or extra lines count as empty."""
     read = read + [""] * (len(truth) - len(read))
-    digits = sum(max(0, len(t) - edit_distance(t, r)) for t, r in zip(truth, read))
-    return digits, sum(t == r for t, r in zip(truth, read))
+    chars = sum(max(0, len(t.replace(" ", "")) - edit_distance(t.replace(" ", ""), r.replace(" ", "")))
+                for t, r in zip(truth, read))
+    words = sum(a == b for t, r in zip(truth, read) for a, b in zip(t.split(" "), r.split(" ")))
+    return chars, words
+
+
+def letter_pages(classifier: Classifier, folder: str, rng: np.random.Generator):
+    """(clean accuracy on the held-out letters, a function making one page of random words)."""
+    dataset = load_dataset(DataParams(source="emnist", path=folder, emnist_split=Path(folder).name))
+    merged = not any(name.islower() for name in classifier.classes)
+    labels = np.char.upper(dataset.test_labels) if merged else dataset.test_labels
+    images = resize_images(dataset.test_images, classifier.image_size)
+    predicted = np.asarray(classifier.classes)[classifier.probabilities(to_model_input(images)).argmax(1)]
+    clean = float((predicted == labels).mean())
+    lines = pd.read_csv(Path(folder).parent / "unipen-lines" / "labels.csv", keep_default_na=False)
+    vocabulary = sorted({w for text in lines[lines.split == "test"].text for w in text.split()
+                         if w.isascii() and w.isalpha() and 2 <= len(w) <= 8})
+    by_char = {c: np.flatnonzero(dataset.test_labels == c) for c in np.unique(dataset.test_labels)}
+
+    def page() -> Page:
+        text = [" ".join(rng.choice(vocabulary, int(rng.integers(2, 5)))) for _ in range(int(rng.integers(1, 5)))]
+        chars = [c for line in text for c in line if c != " "]
+        index = [int(rng.choice(by_char[c])) for c in chars]
+        return synthetic_page(dataset.test_images[index], [str(labels[i]) for i in index], rng,
+                              text=[t.upper() if merged else t for t in text])
+
+    return clean, page
 
 
 def main() -> None:
@@ -43,31 +77,40 @@ def main() -> None:
     parser.add_argument("--model", help="export folder, .tflite file or MLflow URI (default: models/export)")
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--letters", metavar="FOLDER", help="pages of words from this EMNIST-layout letters folder")
     args = parser.parse_args()
 
     classifier = load_classifier(args.model)
-    clean = clean_accuracy(classifier)
-    digits, y, classes = held_out_digits(28)
     rng = np.random.default_rng(args.seed)
-    n_digits = n_numbers = right_digits = right_numbers = 0
+    if args.letters:
+        clean, make_page = letter_pages(classifier, args.letters, rng)
+    else:
+        clean = clean_accuracy(classifier)
+        digits, y, classes = held_out_digits(28)
+
+        def make_page() -> Page:
+            order = rng.permutation(len(digits))
+            return synthetic_page(digits[order], [classes[i] for i in y[order]], rng)
+
+    n_chars = n_words = right_chars = right_words = 0
     started = time.perf_counter()
     for _ in range(args.pages):
-        order = rng.permutation(len(digits))
-        page = synthetic_page(digits[order], [classes[i] for i in y[order]], rng)
+        page = make_page()
         try:
-            lines = ["".join(d.label for d in line) for line in read_page(page.image / 255.0, classifier)]
+            lines = [line_text(line) for line in read_page(page.image / 255.0, classifier)]
         except NeuroDigitsError:
             lines = []
-        good_digits, good_numbers = score(page.lines, lines)
-        right_digits, right_numbers = right_digits + good_digits, right_numbers + good_numbers
-        n_digits, n_numbers = n_digits + sum(map(len, page.lines)), n_numbers + len(page.lines)
+        good_chars, good_words = score(page.lines, lines)
+        right_chars, right_words = right_chars + good_chars, right_words + good_words
+        n_chars += sum(len(line.replace(" ", "")) for line in page.lines)
+        n_words += sum(len(line.split(" ")) for line in page.lines)
     print(json.dumps({
         "model": classifier.source,
         "clean_test_accuracy": round(clean, 4),
-        "digit_accuracy": round(right_digits / n_digits, 4),
-        "gap_points": round(100 * (clean - right_digits / n_digits), 2),
-        "number_accuracy": round(right_numbers / n_numbers, 4),
-        "pages": args.pages, "digits": n_digits, "numbers": n_numbers,
+        "character_accuracy": round(right_chars / n_chars, 4),
+        "gap_points": round(100 * (clean - right_chars / n_chars), 2),
+        "word_accuracy" if args.letters else "number_accuracy": round(right_words / n_words, 4),
+        "pages": args.pages, "characters": n_chars, "words" if args.letters else "numbers": n_words,
         "ms_per_page": round(1000 * (time.perf_counter() - started) / args.pages, 1),
     }, indent=2))
 

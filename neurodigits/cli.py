@@ -42,18 +42,21 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def read(args: argparse.Namespace) -> int:
-    """Print the numbers on a page, one line per line of digits, then each digit's confidence."""
+    """Print the text on a page, one line per line of handwriting (words split at wide gaps), then each
+    character's confidence."""
     from neurodigits.inference import load_classifier  # noqa: PLC0415
-    from neurodigits.page import MAX_PAGE_SIDE, annotate, read_page  # noqa: PLC0415
+    from neurodigits.page import MAX_PAGE_SIDE, annotate, line_text, read_page, words  # noqa: PLC0415
     from neurodigits.preprocess import read_grayscale  # noqa: PLC0415
 
     gray = read_grayscale(args.page, max_side=MAX_PAGE_SIDE)
     lines = read_page(gray, load_classifier(args.model))
     if args.json:
-        print(json.dumps([[{"digit": d.label, "probability": d.probability, "box": list(d.box)} for d in line]
-                          for line in lines], indent=2))
+        print(json.dumps([{"text": line_text(line), "words": [
+            {"text": "".join(d.label for d in word),
+             "characters": [{"char": d.label, "probability": d.probability, "box": list(d.box)} for d in word]}
+            for word in words(line)]} for line in lines], indent=2))
     else:
-        print("\n".join("".join(d.label for d in line) for line in lines))
+        print("\n".join(line_text(line) for line in lines))
         for number, line in enumerate(lines, start=1):
             print(f"line {number}: " + " ".join(f"{d.label}:{d.probability:.0%}" for d in line), file=sys.stderr)
     if args.annotate:
@@ -96,11 +99,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
     p.set_defaults(run=predict)
 
-    p = commands.add_parser("read", help="read every handwritten digit on a page, line by line")
+    p = commands.add_parser("read", help="read the handwritten characters on a page, line by line, word by word")
     p.add_argument("page", metavar="PAGE")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--annotate", metavar="OUT.png", help="also save the page with boxes and labels drawn")
-    p.add_argument("--json", action="store_true", help="print lines of digits with confidences and boxes as JSON")
+    p.add_argument("--json", action="store_true", help="print lines, words, characters, confidences and boxes as JSON")
     p.set_defaults(run=read)
 
     p = commands.add_parser("serve", help="a web page to draw digits on, and a JSON API (POST /api/predict)")

@@ -1,8 +1,9 @@
-"""Read a page of handwritten numbers: find each digit, classify it, group digits into lines.
+"""Read a page of handwriting: find each character, classify it, group characters into lines and words.
 
-Digits are the connected components of the page's ink map; pieces of one broken digit (the
-same x-range within a line) are merged, over-wide blobs of touching digits are split at their
-thinnest column, and dust is dropped.
+Characters are the connected components of the page's ink map; pieces of one broken character
+(the same x-range within a line) are merged, over-wide blobs of touching digits are split at their
+thinnest column (digit models only: letters such as m and w are wide), and dust is dropped. Words
+are separated by gaps wider than WORD_GAP times the line's median character height.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DUST_SHARE = 0.03  # components with less ink than this share of a typical one a
 MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
 MAX_PAGE_SIDE = 3000  # bigger pages are read shrunk to this
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
+WORD_GAP = 0.8  # a gap wider than this times the line's median character height starts a new word
 
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
 
@@ -106,8 +108,9 @@ def _split_wide(blob: _Blob, ink: np.ndarray, height: float) -> list[_Blob]:
             for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
-def find_digits(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
-    """Each line's digits, left to right, as (box, the digit's own ink cropped to the box)."""
+def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box, np.ndarray]]]:
+    """Each line's characters, left to right, as (box, the character's own ink cropped to the box);
+    `split_wide` cuts over-wide blobs into several (touching digits)."""
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
     if not count:
         return []
@@ -125,7 +128,7 @@ def find_digits(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
             continue
         height = float(np.median([b.box[2] - b.box[0] for b in line]))
         digits = []
-        for blob in (piece for b in line for piece in _split_wide(b, ink, height)):
+        for blob in (piece for b in line for piece in (_split_wide(b, ink, height) if split_wide else [b])):
             top, left, bottom, right = blob.box
             own = np.isin(labels[top:bottom, left:right], list(blob.ids))
             digits.append((blob.box, np.where(own, ink[top:bottom, left:right], 0.0)))
@@ -134,18 +137,36 @@ def find_digits(ink: np.ndarray) -> list[list[tuple[Box, np.ndarray]]]:
 
 
 def read_page(gray: np.ndarray, classifier: Classifier) -> list[list[Digit]]:
-    """Grayscale page in [0, 1] -> its lines of classified digits, top to bottom, left to right."""
+    """Grayscale page in [0, 1] -> its lines of classified characters, top to bottom, left to right."""
     try:
         ink = ink_map(gray)
     except NeuroDigitsError:
         raise NeuroDigitsError("no handwriting found on the page") from None
-    lines = find_digits(ink)
+    lines = find_digits(ink, split_wide=not any(name.isalpha() for name in classifier.classes))
     crops = [crop for line in lines for _, crop in line if crop.any()]
     if not crops:
         raise NeuroDigitsError("no handwriting found on the page")
     predictions = iter(classify(classifier, np.stack([mnist_style(c, classifier.image_size) for c in crops])))
     return [[Digit(p.label, p.probability, box) for (box, crop) in line if crop.any()
              for p in [next(predictions)]] for line in lines]
+
+
+def words(line: list[Digit]) -> list[list[Digit]]:
+    """A line's characters grouped into words at the gaps wider than WORD_GAP character heights."""
+    if not line:
+        return []
+    height = float(np.median([d.box[2] - d.box[0] for d in line]))
+    grouped = [[line[0]]]
+    for previous, current in zip(line, line[1:]):
+        if current.box[1] - previous.box[3] > WORD_GAP * height:
+            grouped.append([])
+        grouped[-1].append(current)
+    return grouped
+
+
+def line_text(line: list[Digit]) -> str:
+    """A line's text: its words separated by single spaces."""
+    return " ".join("".join(d.label for d in word) for word in words(line))
 
 
 def annotate(gray: np.ndarray, lines: list[list[Digit]]) -> Image.Image:

@@ -44,13 +44,14 @@ def _paper(shape: tuple[int, int], rng: np.random.Generator, shadow: float) -> t
     return np.clip(level + uneven, 0, 1), 1 - shadow * ramp
 
 
-def _scaled_ink(digit: np.ndarray, height: int, stroke: float, angle: float) -> np.ndarray:
-    """A 28x28 digit's ink (cropped) scaled to `height` px, strokes grown (stroke > 0) or shrunk
-    by `stroke` MNIST pixels, rotated by `angle` degrees: float32 alpha in [0, 1]."""
+def _scaled_ink(digit: np.ndarray, height: int, stroke: float, angle: float, longer_side: bool = False) -> np.ndarray:
+    """A 28x28 digit's ink (cropped) scaled to `height` px (its longer side, with `longer_side`), strokes
+    grown (stroke > 0) or shrunk by `stroke` MNIST pixels, rotated by `angle` degrees: float32 alpha in [0, 1]."""
     rows, cols = np.nonzero(digit)
     crop = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    scale = height / crop.shape[0]
-    big = Image.fromarray(crop).resize((max(1, round(crop.shape[1] * scale)), height), Image.Resampling.BICUBIC)
+    scale = height / (max(crop.shape) if longer_side else crop.shape[0])
+    big = Image.fromarray(crop).resize((max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                                       Image.Resampling.BICUBIC)
     radius = round(abs(stroke) * scale / 2)
     if radius:
         big = big.filter((ImageFilter.MaxFilter if stroke > 0 else ImageFilter.MinFilter)(2 * radius + 1))
@@ -121,27 +122,36 @@ class Page:
 
 
 def synthetic_page(digits: np.ndarray, labels: list[str], rng: np.random.Generator,
-                   lines: int | None = None) -> Page:
+                   lines: int | None = None, text: list[str] | None = None) -> Page:
     """Numbers of 2-7 held-out digits in 1-4 lines on a noisy, shadowed page, digits drawn in
-    order from `digits` (28x28 bright-on-dark) with text `labels`; random heights, spacing, jitter."""
-    lines = lines or int(rng.integers(1, 5))
+    order from `digits` (28x28 bright-on-dark) with text `labels`; random heights, spacing, jitter.
+    With `text` (lines of space-separated words, one image in `digits` per character, in order), those
+    words instead: characters closer together, each scaled by its longer side, wide gaps between words."""
+    lines = len(text) if text else lines or int(rng.integers(1, 5))
     height = int(rng.integers(28, 72))
+    spacing = (0.1, 0.4) if text else (0.15, 0.6)
     placed, boxes, texts, used = [], [], [], 0
     y = int(rng.integers(height // 2, 2 * height))
-    for _ in range(lines):
-        count = int(rng.integers(2, 8))
-        x, row_boxes, text = int(rng.integers(height // 2, 3 * height)), [], ""
-        for digit, label in zip(digits[used:used + count], labels[used:used + count]):
-            alpha = _scaled_ink(digit, int(height * rng.uniform(0.85, 1.1)), stroke=rng.uniform(-0.3, 1.0),
-                                angle=rng.uniform(-6, 6))
-            top = y + int(rng.integers(-height // 10, height // 10 + 1))
-            placed.append((top, x, alpha))
-            row_boxes.append((top, x, top + alpha.shape[0], x + alpha.shape[1]))
-            text += label
-            x += alpha.shape[1] + int(height * rng.uniform(0.15, 0.6))
-        used += count
+    for number in range(lines):
+        counts = [len(word) for word in text[number].split(" ")] if text else [int(rng.integers(2, 8))]
+        x, row_boxes, line = int(rng.integers(height // 2, 3 * height)), [], ""
+        for w, count in enumerate(counts):
+            if w:
+                x += int(height * rng.uniform(0.8, 1.4))
+                line += " "
+            for digit, label in zip(digits[used:used + count], labels[used:used + count]):
+                alpha = _scaled_ink(digit, int(height * rng.uniform(0.85, 1.1)), stroke=rng.uniform(-0.3, 1.0),
+                                    angle=rng.uniform(-6, 6), longer_side=bool(text))
+                top = y + int(rng.integers(-height // 10, height // 10 + 1))
+                if text:  # centred on the line: a wide letter scaled by its longer side is short
+                    top += (height - alpha.shape[0]) // 2
+                placed.append((top, x, alpha))
+                row_boxes.append((top, x, top + alpha.shape[0], x + alpha.shape[1]))
+                line += label
+                x += alpha.shape[1] + int(height * rng.uniform(*spacing))
+            used += count
         boxes.append(row_boxes)
-        texts.append(text)
+        texts.append(line)
         y += int(height * rng.uniform(1.6, 2.4))
     shape = (y + height // 2, max(box[3] for row in boxes for box in row) + int(rng.integers(height // 2, 3 * height)))
     alpha = np.zeros(shape, dtype=np.float32)

@@ -1,7 +1,8 @@
-"""`neurodigits read`: generated pages of held-out digits, broken and touching digits, the CLI."""
+"""`neurodigits read`: generated pages of held-out digits, broken and touching digits, words, the CLI."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -91,3 +92,21 @@ def test_cli_prints_the_text_and_annotates(export, held_out, tmp_path):
     assert [len(line) for line in text] == [len(line) for line in page.lines] and all(t.isdigit() for t in text)
     assert result.stderr.startswith("line 1: ")
     assert Image.open(tmp_path / "out.png").size == page.image.shape[::-1]
+
+
+def test_words_are_split_at_wide_gaps_and_json_gives_each_character(export, held_out, tmp_path):
+    x, labels = held_out
+    text = ["12 3456 78", "90 1"]
+    pool = {c: [i for i, label in enumerate(labels) if label == c] for c in set(labels)}
+    index = [pool[c][k] for k, c in enumerate(c for line in text for c in line if c != " ")]
+    page = synthetic_page(x[index], [labels[i] for i in index], np.random.default_rng(4), text=text)
+    assert page.lines == text and [len(row) for row in page.boxes] == [8, 3]
+    path = write_image(tmp_path / "words.png", page.image / 255.0)
+    result = subprocess.run([PYTHON, "-m", "neurodigits.cli", "read", "--json", "--model", str(export), str(path)],
+                            capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    lines = json.loads(result.stdout)
+    assert [[len(word["text"]) for word in line["words"]] for line in lines] == [[2, 4, 2], [2, 1]]
+    character = lines[0]["words"][1]["characters"][0]
+    assert set(character) == {"char", "probability", "box"} and len(character["box"]) == 4
+    assert lines[0]["text"] == " ".join(word["text"] for word in lines[0]["words"])

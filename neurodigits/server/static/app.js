@@ -8,12 +8,14 @@ const barsEl = document.getElementById("bars");
 const inputEl = document.getElementById("input");
 const errorEl = document.getElementById("error");
 let drawing = false, last = null, pending = false, dirty = false, timer = null;
+let classes = [..."0123456789"];  // replaced by the model's own classes from /api/info
+const MAX_BARS = 10;  // with more classes, the bars show the ten most likely
 
 function clear() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   digitEl.textContent = "?";
-  probabilityEl.textContent = "draw a digit";
+  probabilityEl.textContent = "draw one";
   errorEl.textContent = "";
   inputEl.removeAttribute("src");
   showBars({});
@@ -86,8 +88,9 @@ async function send(blob, name) {
 }
 
 function showBars(probabilities, best) {
-  const classes = Object.keys(probabilities).length ? Object.keys(probabilities) : [..."0123456789"];
-  barsEl.replaceChildren(...classes.flatMap((name) => {
+  const shown = classes.length <= MAX_BARS ? classes
+    : [...classes].sort((a, b) => (probabilities[b] || 0) - (probabilities[a] || 0)).slice(0, MAX_BARS);
+  barsEl.replaceChildren(...shown.flatMap((name) => {
     const p = probabilities[name] || 0;
     const label = document.createElement("span");
     label.textContent = name;
@@ -104,4 +107,10 @@ function showBars(probabilities, best) {
   }));
 }
 
+fetch("/api/info").then((response) => response.json()).then((info) => {
+  classes = info.classes;
+  document.getElementById("classes").textContent = `This model knows ${classes.length} classes: ${classes.join(" ")}`
+    + (classes.length > MAX_BARS ? ` (the ${MAX_BARS} most likely are shown)` : "");
+  clear();
+}).catch(() => {});
 clear();
