@@ -109,7 +109,7 @@ def test_character_metrics_top3_and_case_insensitive():
 
 def test_dvc_exp_run_trains_a_digits_and_letters_model_end_to_end(folder, tmp_path):
     """Embedded digits + a generated EMNIST-layout folder, through the real dvc exp run, MLflow and export;
-    the exported model then reads a letter through `neurodigits predict`."""
+    the exported and the registered model then read a letter through `neurodigits predict`."""
     root, _, test = folder
     project = copy_project(tmp_path / "project", train={"epochs": 4})
     run(["dvc", "exp", "run", "-S", "data.source=[mnist-5k, emnist]", "-S", f"data.path={root}",
@@ -125,6 +125,8 @@ def test_dvc_exp_run_trains_a_digits_and_letters_model_end_to_end(folder, tmp_pa
     assert [s["name"] for s in data["sources"]] == ["mnist-5k", "emnist"]
     letter = project / "letter.png"
     Image.fromarray(255 - np.kron(test[0][0], np.ones((4, 4), dtype=np.uint8))).save(letter)  # dark ink, 112 px
-    result = run([sys.executable, "-m", "neurodigits.cli", "predict", "--json", str(letter)], project)
-    [record] = json.loads(result.stdout)
-    assert record["digit"] in classes and len(record["top"]) == 3
+    for model in ("models/export", "models:/neurodigits@champion"):  # TFLite, and MLflow's registered model
+        result = run([sys.executable, "-m", "neurodigits.cli", "predict", "--json", "--model", model, str(letter)],
+                     project)
+        [record] = json.loads(result.stdout)
+        assert record["digit"] in classes and {t["digit"] for t in record["top"]} <= set(classes), model
