@@ -92,16 +92,18 @@ def plot_history(history: pd.DataFrame) -> plt.Figure:
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> plt.Figure:
-    """The confusion matrix; with many classes a bigger grid, counts left out, small tick labels."""
+    """The confusion matrix; with many classes a bigger grid of row-normalized shares (unequal class sizes
+    would hide the small classes' confusions), no numbers in the cells, small tick labels."""
     many = len(classes) > 20
     side = max(6.0, 0.2 * len(classes))
     figure, ax = plt.subplots(figsize=(side, side * 0.92))
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=np.arange(len(classes)),
                                             display_labels=classes, ax=ax, colorbar=many, cmap="Blues",
-                                            include_values=not many)
+                                            include_values=not many, normalize="true" if many else None)
     if many:
         ax.tick_params(labelsize=7)
-    ax.set_title(f"Confusion matrix (test, {int((labels != predicted).sum())} errors / {len(labels)})")
+    ax.set_title(f"Confusion matrix (test, {int((labels != predicted).sum())} errors / {len(labels)}"
+                 + (", share of each true class)" if many else ")"))
     return figure
 
 
