@@ -33,3 +33,6 @@ def run_stage(main: Callable[[], None]) -> None:
     except NeuroDigitsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the MLflow run is marked KILLED
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
