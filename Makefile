@@ -19,7 +19,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install the pinned dependencies
+PLOTS_TEMPLATE := .dvc/plots/offline.html
+$(PLOTS_TEMPLATE): $(VENV)/.installed  # dvc plots show/diff: Vega inline, no CDN (.dvc/config names it)
+	$(BIN)/python -m neurodigits.plots_template
+
+setup: $(VENV)/.installed $(PLOTS_TEMPLATE)  ## create .venv, install the pinned dependencies
 
 repro: setup  ## run the pipeline (dvc repro) on params.yaml
 	dvc repro

@@ -162,7 +162,7 @@ def promote_best(client: MlflowClient, name: str, alias: str, attempts: int = 50
     for _ in range(attempts):
         best = best_version(client, name)
         try:
-            if client.get_model_version_by_alias(name, alias).version == best:
+            if str(client.get_model_version_by_alias(name, alias).version) == best:
                 return best
         except MlflowException:  # no such alias yet
             pass
