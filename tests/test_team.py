@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import copy_project, project_env, run
+from conftest import copy_project, project_env, run, wait_for_queue
 from model_helpers import free_port, write_image
 
 from neurodigits import NeuroDigitsError
@@ -75,14 +75,8 @@ def team(team_server: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     run(["dvc", "queue", "start", "-j", str(len(LEARNING_RATES))], b, **server)
     output = repro.communicate(timeout=600)[0]
     assert repro.returncode == 0, output[-4000:]
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], b).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
-    assert status.count("Success") == len(LEARNING_RATES), status + run(["dvc", "queue", "logs", "-f", "x"], b,
-                                                                        check=False).stderr
+    status = wait_for_queue(b)
+    assert status.count("Success") == len(LEARNING_RATES), status
     return {"a": a, "b": b, "base": base, **team_server}
 
 
