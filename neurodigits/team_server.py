@@ -105,7 +105,7 @@ def start_mlflow(store_uri: str, artifacts: Path, host: str, port: int, workers:
             return False
 
     with _stopped_on_error(server):
-        _wait(healthy, server, f"mlflow server on {host}:{port}", timeout=120)
+        _wait(healthy, server, f"mlflow server on {host}:{port}", timeout=300)
     return server
 
 

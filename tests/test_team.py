@@ -42,7 +42,7 @@ def team_server() -> dict:
         server = subprocess.Popen([sys.executable, "-m", "neurodigits.team_server", "--root", str(root / "server"),
                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=project_env())
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while True:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
