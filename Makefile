@@ -9,7 +9,8 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test lint ui bench lock
+.PHONY: setup repro test lint ui server bench lock
+PORT ?= 5050
 .DEFAULT_GOAL := repro
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -18,7 +19,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install the pinned dependencies
+PLOTS_TEMPLATE := .dvc/plots/offline.html
+$(PLOTS_TEMPLATE): $(VENV)/.installed  # dvc plots show/diff: Vega inline, no CDN (.dvc/config names it)
+	$(BIN)/python -m neurodigits.plots_template
+
+setup: $(VENV)/.installed $(PLOTS_TEMPLATE)  ## create .venv, install the pinned dependencies
 
 repro: setup  ## run the pipeline (dvc repro) on params.yaml
 	dvc repro
@@ -29,8 +34,15 @@ test: setup  ## run the test suite
 lint: setup  ## style and import checks
 	ruff check .
 
-ui: setup  ## browse runs in the MLflow UI on http://127.0.0.1:5000
-	mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --default-artifact-root ./mlflow/artifacts --host 127.0.0.1 --port 5000
+ui: setup  ## browse runs in the MLflow UI on http://127.0.0.1:5000 (or say where the MLFLOW_TRACKING_URI server is)
+	@case "$$MLFLOW_TRACKING_URI" in \
+	  http*) echo "runs live on the tracking server: open $$MLFLOW_TRACKING_URI in a browser";; \
+	  *) mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --default-artifact-root ./mlflow/artifacts \
+	       --host 127.0.0.1 --port 5000;; \
+	esac
+
+server: setup  ## a team tracking server (PostgreSQL + mlflow server) on 127.0.0.1:$(PORT) until Ctrl-C
+	python -m neurodigits.team_server --port $(PORT)
 
 bench: setup  ## measure speed and accuracy (benchmarks/README section)
 	python benchmarks/run.py

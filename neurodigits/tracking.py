@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +15,14 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing phones home
 
 import mlflow  # noqa: E402
 from filelock import FileLock  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from neurodigits import NeuroDigitsError  # noqa: E402
 from neurodigits.params import Params, project_root  # noqa: E402
 
 TEST_METRIC = "test_accuracy"
+PID_TAG, HOST_TAG = "process.pid", "process.host"  # who is writing the run: lets the next run spot dead ones
 
 
 def store_dir() -> Path:
@@ -28,7 +34,8 @@ def default_tracking_uri() -> str:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else the SQLite store under the main repo's mlflow/."""
+    """MLFLOW_TRACKING_URI if set (a team server: http://host:5050), else the SQLite store under the main repo's
+    mlflow/."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
@@ -53,8 +60,11 @@ def _experiment_id(name: str) -> str:
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        location = (store_dir() / "artifacts").as_uri() if _is_local_store() else None
-        return mlflow.create_experiment(name, artifact_location=location)
+        location = (store_dir() / "artifacts").as_uri() if _is_local_store() else None  # a server picks its own
+        try:
+            return mlflow.create_experiment(name, artifact_location=location)
+        except MlflowException:  # another machine created it first
+            return mlflow.get_experiment_by_name(name).experiment_id
 
 
 def _git(*args: str) -> str:
@@ -75,28 +85,101 @@ def lineage_tags(data_sha256: str) -> dict[str, str]:
     return tags
 
 
+def _process_tags() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def mark_dead_runs(experiment_id: str) -> list[str]:
+    """Runs of this host still RUNNING although their process is gone (SIGKILL, a crash) become KILLED."""
+    client = MlflowClient()
+    found = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and "
+                                                f"tags.`{HOST_TAG}` = '{socket.gethostname()}'")
+    dead = [r.info.run_id for r in found if not _alive(int(r.data.tags.get(PID_TAG, 0)))]
+    for run_id in dead:
+        client.set_terminated(run_id, "KILLED")
+    return dead
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so the run can be marked KILLED on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def run(params: Params, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start the model's run (run_id None) or reopen it; an exception marks it FAILED."""
+    """Start the model's run (run_id None) or reopen it; an exception marks it FAILED, Ctrl-C or SIGTERM KILLED.
+
+    A new run first marks this host's runs whose process died without a word (SIGKILL) KILLED.
+    """
     experiment_id = _experiment_id(params.tracking.experiment)
-    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id,
-                          run_name=None if run_id else os.environ.get("DVC_EXP_NAME")) as active:
-        yield active
+    if run_id is None:
+        mark_dead_runs(experiment_id)
+    else:  # this process owns the run now: tag it before it is RUNNING again
+        MlflowClient().set_tag(run_id, PID_TAG, str(os.getpid()))
+    with _sigterm_interrupts(), mlflow.start_run(run_id=run_id, experiment_id=experiment_id, tags=_process_tags(),
+                                                 run_name=None if run_id else os.environ.get("DVC_EXP_NAME")) as active:
+        try:
+            yield active
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def best_version(client: MlflowClient, name: str) -> str:
+    """The registered version with the best held-out accuracy; ties go to the older version."""
+    scores = {}
+    for candidate in client.search_model_versions(f"name='{name}'"):
+        metrics = client.get_run(candidate.run_id).data.metrics if candidate.run_id else {}
+        scores[int(candidate.version)] = metrics.get(TEST_METRIC, float("-inf"))
+    return str(max(scores, key=lambda v: (scores[v], -v)))
+
+
+def promote_best(client: MlflowClient, name: str, alias: str, attempts: int = 50) -> str:
+    """Point `alias` at the best version without a shared lock: re-read after every write until a read finds it there.
+
+    Clients on other machines may interleave and write an alias from a stale read, but each one re-reads after its
+    own last write. The read that starts last sees every version and no write follows it, so once all clients have
+    finished the alias is on the best version.
+    """
+    for _ in range(attempts):
+        best = best_version(client, name)
+        try:
+            if str(client.get_model_version_by_alias(name, alias).version) == best:
+                return best
+        except MlflowException:  # no such alias yet
+            pass
+        with contextlib.suppress(MlflowException):  # a concurrent writer won this round: read again
+            client.set_registered_model_alias(name, alias, best)
+    raise NeuroDigitsError(f"the {alias!r} alias of {name!r} did not settle after {attempts} attempts; "
+                           "run the export stage again")
 
 
 def register_and_promote(model_uri: str, params: Params) -> tuple[str, str]:
     """Register `model_uri`, then point the alias at the version with the best held-out accuracy.
 
-    Returns (this version, champion version). Ties keep the older version as champion.
+    Returns (this version, champion version).
     """
     name, alias = params.tracking.registered_model, params.tracking.alias
     client = MlflowClient()
     with store_lock():
         version = mlflow.register_model(model_uri, name).version
-        scores = {}
-        for candidate in client.search_model_versions(f"name='{name}'"):
-            metrics = client.get_run(candidate.run_id).data.metrics if candidate.run_id else {}
-            scores[int(candidate.version)] = metrics.get(TEST_METRIC, float("-inf"))
-        champion = max(scores, key=lambda v: (scores[v], -v))
-        client.set_registered_model_alias(name, alias, str(champion))
-    return str(version), str(champion)
+        champion = promote_best(client, name, alias)
+    return str(version), champion

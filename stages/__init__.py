@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 
-from neurodigits import NeuroDigitsError
+
+def _use_project_python() -> None:
+    """DVC runs `python` from PATH. When that is not the project's environment (no venv activated), re-run the stage
+    with the project's .venv; without one, stop with one line naming the fix."""
+    try:
+        metadata.version("neurodigits")
+        return
+    except metadata.PackageNotFoundError:
+        pass
+    venv_python = Path(os.environ.get("DVC_ROOT") or ".") / ".venv" / "bin" / "python"
+    if venv_python.exists() and not os.environ.get("NEURODIGITS_REEXEC"):
+        os.environ["NEURODIGITS_REEXEC"] = "1"
+        os.execv(venv_python, [str(venv_python), *sys.orig_argv[1:]])
+    sys.exit(f"error: {sys.executable} is not the project's Python (the neurodigits package is not installed there); "
+             "run `make setup`, then `source .venv/bin/activate` (or put .venv/bin first on PATH)")
+
+
+_use_project_python()
+
+from neurodigits import NeuroDigitsError  # noqa: E402
 
 PREPARED_DIR = "data/prepared"
 DATA_REPORT = "reports/data.json"
@@ -33,3 +55,6 @@ def run_stage(main: Callable[[], None]) -> None:
     except NeuroDigitsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the MLflow run is marked KILLED
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

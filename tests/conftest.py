@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def copy_project(destination: Path, **overrides: dict) -> Path:
                 ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=destination, check=True, capture_output=True, env=project_env())
     return destination
+
+
+def wait_for_queue(project: Path, timeout: float = 600) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return the last status table."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if ("Queued" not in status and "Running" not in status) or time.monotonic() > deadline:
+            return status
+        time.sleep(2)
 
 
 TINY = {"data": {"limit": 1000}, "train": {"epochs": 3}}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, copy_project, run
+from conftest import ROOT, TINY, copy_project, run, wait_for_queue
 
 from neurodigits.params import load_params
 
@@ -99,12 +98,7 @@ def test_queued_experiments_all_land_in_the_main_store(tmp_path: Path):
     for epochs in (2, 4):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project)
     run(["dvc", "queue", "start", "-j", "2"], project)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
+    status = wait_for_queue(project, timeout=300)
     assert status.count("Success") == 2, status
     names = sorted(v for (v,) in query(project, "select value from tags where key = 'dvc_exp_name'"))
     runs = dict(query(project, "select name, status from runs"))

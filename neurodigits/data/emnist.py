@@ -126,10 +126,11 @@ def extract_split(archive: Path, split: str, directory: Path) -> Path:
 
 
 def load_emnist(params: DataParams, mirrors: Sequence[str] = MIRRORS, sha256: str = ARCHIVE_SHA256) -> Dataset:
-    """The EMNIST split `data.emnist_split`: from `data.path` if set, else from the official archive,
-    downloaded once into `data.cache_dir`."""
-    if params.path is not None:
-        return load_emnist_folder(source_path(params), params.emnist_split)
+    """The EMNIST split `data.emnist_split`: from `data.path` if it holds EMNIST-layout files, else from the
+    official archive, downloaded once into `data.cache_dir`."""
+    directory = source_path(params) if params.path is not None else None
+    if directory is not None and any(directory.glob(f"*{_TRAIN_IMAGES}")):
+        return load_emnist_folder(directory, params.emnist_split)
     cache = Path(params.cache_dir).expanduser() / "emnist"
     archive = download(ARCHIVE, cache, sha256, mirrors,
                        manual=f"download {MIRRORS[0]}{ARCHIVE} by hand, unzip it and set data.path to its gzip/ folder")

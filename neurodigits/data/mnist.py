@@ -92,9 +92,9 @@ def _verify_placed(directory: Path, checksums: Mapping[str, str]) -> None:
 
 def load_mnist(params: DataParams, mirrors: Sequence[str] = MIRRORS,
                checksums: Mapping[str, str] = SHA256) -> Dataset:
-    """Full MNIST with its official test split: from `data.path` if set, else the download cache."""
-    if params.path is not None:
-        directory = source_path(params)
+    """Full MNIST with its official test split: from `data.path` if it holds MNIST files, else the download cache."""
+    directory = source_path(params) if params.path is not None else None
+    if directory is not None and any((directory / filename).exists() for filename in checksums):
         _verify_placed(directory, checksums)
     else:
         directory = Path(params.cache_dir).expanduser() / "mnist"

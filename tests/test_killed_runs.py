@@ -1,0 +1,64 @@
+"""A training run killed by a real signal ends KILLED in MLflow: at once for Ctrl-C and SIGTERM, and at the next
+run's start for SIGKILL (its process is gone)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import copy_project, project_env, run
+
+
+def runs(project: Path) -> dict[int, tuple[str, str]]:
+    """pid -> (run id, status), from the pid tag each process writes on its run."""
+    with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
+        rows = db.execute("select tags.value, runs.run_uuid, runs.status from runs join tags using (run_uuid) "
+                          "where tags.key = 'process.pid'").fetchall()
+    return {int(pid): (run_id, status) for pid, run_id, status in rows}
+
+
+def start_training(project: Path) -> subprocess.Popen:
+    """`python -m stages.train`, what dvc runs."""
+    return subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=project_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_an_epoch(project: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        if (project / "mlflow" / "mlflow.db").exists() and process.pid in runs(project):
+            with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
+                if db.execute("select count(*) from metrics where run_uuid = ? and key = 'loss'",
+                              (runs(project)[process.pid][0],)).fetchone()[0]:
+                    return
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail("training did not log an epoch in time")
+
+
+def test_signals_mark_runs_killed(tmp_path: Path):
+    project = copy_project(tmp_path / "p", data={"limit": 1000}, train={"epochs": 100000})
+    run([sys.executable, "-m", "stages.prepare"], project)
+
+    killed, live = start_training(project), start_training(project)
+    for process in (killed, live):
+        wait_for_an_epoch(project, process)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert runs(project)[killed.pid][1] == "RUNNING"  # nobody was left to say otherwise
+
+    last = start_training(project)
+    wait_for_an_epoch(project, last)
+    assert runs(project)[killed.pid][1] == "KILLED"  # the next run found its process gone
+    assert runs(project)[live.pid][1] == "RUNNING"  # a live run on this host is left alone
+    for process, sig in ((live, signal.SIGTERM), (last, signal.SIGINT)):
+        process.send_signal(sig)
+        assert process.wait(timeout=60) == 130
+        assert process.stderr.read().endswith("error: interrupted\n")
+        assert runs(project)[process.pid][1] == "KILLED"
