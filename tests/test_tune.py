@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from neurodigits import NeuroDigitsError
+from neurodigits import NeuroDigitsError, cli
 from neurodigits.params import parse_params
 
 BAD_SPACES = {
@@ -39,6 +39,14 @@ def test_a_bad_search_space_entry_is_one_line(space, expected):
 def test_mode_must_fit_the_metric():
     with pytest.raises(NeuroDigitsError, match="'tune.mode' max does not fit tune.metric val_loss; use mode min"):
         parse_params({"tune": {"metric": "val_loss"}})
+
+
+def test_the_cli_stops_on_a_bad_space_before_starting_ray(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tune": {"space": {"model.dropout": "uniform(0.5, 0.1)"}}}))
+    assert cli.main(["tune"]) == 1
+    assert capsys.readouterr().err == ("error: params.yaml: 'tune.space.model.dropout': bad distribution "
+                                       "'uniform(0.5, 0.1)'; uniform needs low < high, e.g. uniform(0.1, 0.5)\n")
 
 
 def test_the_default_space_is_valid_and_every_distribution_parses():
