@@ -22,6 +22,7 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing phones home
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard files: MLflow records
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic progress table, with our columns
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours: stop the trials, mark the runs KILLED
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -281,7 +282,7 @@ def sweep(params: Params, reference: Params | None = None, trials: int | None = 
                     name="sweep", storage_path=str(Path(log_dir) / "results"), callbacks=[runs], verbose=1,
                     stop=_StopOnInterrupt(runs), failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                     progress_reporter=tune.CLIReporter(metric_columns=metrics, parameter_columns=list(settings.space),
-                                                       max_report_frequency=10, sort_by_metric=True)))
+                                                       max_report_frequency=10)))
             with _interrupts(runs):
                 tuner.fit()
             status = "KILLED" if runs.interrupted else "FINISHED"
