@@ -33,10 +33,10 @@ from neurodigits.data import Prepared, load_prepared  # noqa: E402
 from neurodigits.io import write_json  # noqa: E402
 from neurodigits.params import Params, parse_distribution  # noqa: E402
 from neurodigits.presets import Preset  # noqa: E402
+from neurodigits.raycluster import LOOPBACK  # noqa: E402
 
 PREPARED_DIR = "data/prepared"
 REPORT_FILE = "reports/tune.json"
-LOOPBACK = "127.0.0.2"  # a loopback address that Ray, unlike 127.0.0.1, does not swap for the machine's own IP
 SCALARS = (str, int, float, bool, type(None))  # what Optuna's categorical choices may hold
 
 
@@ -129,26 +129,26 @@ class TrialRuns(tune.Callback):
     It runs in the driver, the one process that writes to the store."""
 
     def __init__(self, sweep_run_id: str, params: Params):
-        self.sweep_run_id, self.params = sweep_run_id, params
+        from neurodigits import tracking  # noqa: PLC0415 - MLflow in the driver only, not in every trial's worker
+
+        self.tracking, self.sweep_run_id, self.params = tracking, sweep_run_id, params
         self.trials: dict[str, dict] = {}  # Ray trial id -> what tune.json records
+        self.started: dict[str, float] = {}
         self.interrupted = False
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        from neurodigits import tracking  # noqa: PLC0415
-
         if trial.trial_id in self.trials:  # restarted after a failure: same run
             return
         name = f"trial-{len(self.trials) + 1}"
-        run_id = tracking.start_run(self.params.tracking.experiment, name, self.sweep_run_id,
+        run_id = self.tracking.start_run(self.params.tracking.experiment, name, self.sweep_run_id,
                                     {"ray_trial_id": trial.trial_id})
         values = sampled_values(self.params, trial.config)
-        tracking.log_run(run_id, params=trial_params(self.params, values).flat())
+        self.tracking.log_run(run_id, params=trial_params(self.params, values).flat())
         self.trials[trial.trial_id] = {"trial": name, "mlflow_run_id": run_id, "status": "RUNNING", "failures": 0,
                                        "params": values, "epochs": 0, "metrics": {}}
+        self.started[trial.trial_id] = time.perf_counter()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
-        from neurodigits import tracking  # noqa: PLC0415
-
         record = self.trials[trial.trial_id]
         metrics = {key: value for key, value in result.items() if key not in ("epoch", "done")
                    and key not in AUTO_RESULT_KEYS and isinstance(value, int | float)}
@@ -156,14 +156,12 @@ class TrialRuns(tune.Callback):
         tags = {"ray_node_id": result["node_id"]}
         if "weights_sha256" in result:
             tags["weights_sha256"] = record["weights_sha256"] = result["weights_sha256"]
-        tracking.log_run(record["mlflow_run_id"], metrics=metrics, step=result["epoch"], tags=tags)
+        self.tracking.log_run(record["mlflow_run_id"], metrics=metrics, step=result["epoch"], tags=tags)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        from neurodigits import tracking  # noqa: PLC0415
-
         record = self.trials[trial.trial_id]
         record["failures"] += 1
-        tracking.log_run(record["mlflow_run_id"], tags={"failures": record["failures"]})
+        self.tracking.log_run(record["mlflow_run_id"], tags={"failures": record["failures"], "error": _error(trial)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         record = self.trials[trial.trial_id]
@@ -172,22 +170,29 @@ class TrialRuns(tune.Callback):
                   else "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.trials[trial.trial_id]["error"] = _error(trial)
         self._end(trial.trial_id, "FAILED", "KILLED" if self.interrupted else "FAILED")
 
     def _end(self, trial_id: str, mlflow_status: str, status: str) -> None:
-        from neurodigits import tracking  # noqa: PLC0415
-
         record = self.trials[trial_id]
         if record["status"] != "RUNNING":
             return
-        record["status"] = status
-        tracking.log_run(record["mlflow_run_id"], tags={"sweep_status": status})
-        tracking.end_run(record["mlflow_run_id"], "KILLED" if status == "KILLED" else mlflow_status)
+        record |= {"status": status, "seconds": round(time.perf_counter() - self.started[trial_id], 3)}
+        error = {"error": record["error"]} if "error" in record else {}
+        self.tracking.log_run(record["mlflow_run_id"], tags={"sweep_status": status, **error})
+        self.tracking.end_run(record["mlflow_run_id"], "KILLED" if status == "KILLED" else mlflow_status)
 
     def close(self, status: str) -> None:
         """End the runs of trials that are still open (an interrupted or broken sweep) with `status`."""
         for trial_id in list(self.trials):
             self._end(trial_id, status, status)
+
+
+def _error(trial: Any) -> str:
+    """The last line of a failed trial's traceback (Ray keeps it in a file of the temporary results folder)."""
+    path = Path(trial.error_file or "")
+    lines = path.read_text().strip().splitlines() if path.is_file() else []
+    return lines[-1][:500] if lines else "unknown error"
 
 
 class _StopOnInterrupt(tune.Stopper):

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import ROOT, VENV_BIN, project_env
-from model_helpers import free_port
 
 from neurodigits import NeuroDigitsError, cli
 from neurodigits.params import parse_params
+from neurodigits.raycluster import Cluster, loopback_cluster, stop_node
 
 BAD_SPACES = {
     "unknown key": ({"train.learning_rat": "loguniform(1e-4, 1e-2)"},
@@ -85,78 +80,19 @@ def test_a_rerun_with_the_same_seed_proposes_the_same_configurations():
     assert all(16 <= p["train.batch_size"] <= 64 and 1e-4 <= p["train.learning_rate"] <= 1e-2 for p in first)
 
 
-# A real Ray cluster on this machine: two nodes of 1 CPU each, on a loopback address (Ray swaps 127.0.0.1 for the
-# machine's network address, not 127.0.0.2). Each node is a `ray start --block` in its own process group, so
-# tear-down ends exactly these processes (`ray stop` would end every Ray process on the machine).
-LOOPBACK = "127.0.0.2"
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
-           "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
+# A real Ray cluster on this machine: two nodes of 1 CPU each on loopback; node failures detected within ~2 s.
+HEALTH_CHECKS = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+                 "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
 TINY_SWEEP = {"data": {"limit": 400}, "model": {"hidden_units": [16]},
               "train": {"epochs": 2, "steps_per_execution": 1},
               "tune": {"trials": 4, "grace_period": 1, "space": {"train.learning_rate": "loguniform(1e-3, 1e-2)",
                                                                  "train.batch_size": "choice([16, 32])"}}}
 
 
-@dataclass
-class Cluster:
-    address: str
-    head_node: str
-    worker_node: str
-    worker: subprocess.Popen
-
-
-def _ray_start(*args: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [f"{VENV_BIN}/ray", "start", "--block", "--num-cpus", "1", "--node-ip-address", LOOPBACK,
-         "--object-store-memory", str(80 * 2**20), "--disable-usage-stats", *args],
-        env=project_env(**RAY_ENV), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a node: its `ray start --block` process group (the node's workers die with its raylet)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _nodes(address: str) -> list[dict]:
-    script = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR'); "
-              "print(json.dumps([n for n in ray.nodes() if n['Alive']]))" % address)
-    result = subprocess.run([sys.executable, "-c", script], env=project_env(**RAY_ENV), capture_output=True,
-                            text=True, timeout=120)
-    return json.loads(result.stdout.splitlines()[-1]) if result.returncode == 0 and result.stdout else []
-
-
 @pytest.fixture(scope="session")
 def ray_cluster() -> Cluster:
-    root = Path(tempfile.mkdtemp(prefix="nd-ray-"))  # short: Ray's socket paths live under it
-    port = free_port()
-    head = _ray_start("--head", "--port", str(port), "--temp-dir", str(root / "tmp"), "--include-dashboard=false",
-                      "--ray-client-server-port", str(free_port()), log=root / "head.log")
-    worker = None
-    try:
-        deadline = time.monotonic() + 120
-        while socket.socket().connect_ex((LOOPBACK, port)) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        worker = _ray_start("--address", f"{LOOPBACK}:{port}", log=root / "worker.log")
-        while len(nodes := _nodes(f"{LOOPBACK}:{port}")) < 2 and time.monotonic() < deadline:
-            time.sleep(1)
-        assert len(nodes) == 2, (root / "head.log").read_text()[-3000:] + (root / "worker.log").read_text()[-3000:]
-        [head_node] = [n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"]]
-        [worker_node] = [n["NodeID"] for n in nodes if n["NodeID"] != head_node]
-        yield Cluster(f"{LOOPBACK}:{port}", head_node, worker_node, worker)
-    finally:
-        for process in (worker, head):
-            if process is not None:
-                _stop(process)
-        shutil.rmtree(root, ignore_errors=True)
+    with loopback_cluster(nodes=2, cpus=1, env=project_env(**HEALTH_CHECKS)) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -180,8 +116,9 @@ def sweep_project(tmp_path: Path, sweep_data: Path, **overrides: dict) -> Path:
     return tmp_path
 
 
-def start_tune(project: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([f"{VENV_BIN}/neurodigits", "tune", *args], cwd=project, env=project_env(**RAY_ENV),
+def start_tune(project: Path, cluster: Cluster, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([f"{VENV_BIN}/neurodigits", "tune", "--address", cluster.address, *args], cwd=project,
+                            env=cluster.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -218,12 +155,12 @@ def wait_for_trial_on(project: Path, node: str | None = None, timeout: float = 1
 
 def test_a_sweep_spreads_over_both_nodes_and_every_trial_is_an_mlflow_child(ray_cluster, sweep_data, tmp_path):
     project = sweep_project(tmp_path, sweep_data)
-    code, out, err = finish(start_tune(project, "--address", ray_cluster.address, "--trials", "4"))
+    code, out, err = finish(start_tune(project, ray_cluster, "--trials", "4"))
     assert code == 0, out[-3000:] + err[-3000:]
     report = json.loads((project / "reports" / "tune.json").read_text())
     assert report["status"] == "FINISHED" and len(report["trials"]) == 4
     assert {t["status"] for t in report["trials"]} <= {"FINISHED", "EARLY_STOPPED"}
-    assert {t["node_id"] for t in report["trials"]} == {ray_cluster.head_node, ray_cluster.worker_node}
+    assert {t["node_id"] for t in report["trials"]} == {ray_cluster.node_ids[0], ray_cluster.node_ids[1]}
     best = report["best"]
     assert best["command"] in out and best["command"].startswith("dvc exp run -S ")
     assert "-S train.validation_fraction=0.2" in best["command"] and "test_accuracy" in best["metrics"]
@@ -240,7 +177,7 @@ def test_a_sweep_spreads_over_both_nodes_and_every_trial_is_an_mlflow_child(ray_
 def test_ctrl_c_stops_the_sweep_and_marks_its_runs_killed(ray_cluster, sweep_data, tmp_path):
     project = sweep_project(tmp_path, sweep_data, train={"epochs": 400, "steps_per_execution": 1},
                             tune={"trials": 2, "grace_period": 400})
-    process = start_tune(project, "--address", ray_cluster.address)
+    process = start_tune(project, ray_cluster)
     try:
         wait_for_trial_on(project)
     finally:
@@ -256,10 +193,10 @@ def test_a_lost_worker_node_does_not_lose_the_sweep(ray_cluster, sweep_data, tmp
     """Runs last: it kills the cluster's worker node. Its trial is retried on the head (tune.max_failures: 1)."""
     project = sweep_project(tmp_path, sweep_data, train={"epochs": 20, "batch_size": 8, "steps_per_execution": 1},
                             tune={"trials": 2, "grace_period": 20, "space": {"train.seed": "int(1, 1000)"}})
-    process = start_tune(project, "--address", ray_cluster.address)
+    process = start_tune(project, ray_cluster)
     try:
-        wait_for_trial_on(project, ray_cluster.worker_node)
-        _stop(ray_cluster.worker)
+        wait_for_trial_on(project, ray_cluster.node_ids[1])
+        stop_node(ray_cluster.nodes[1])
         code, out, err = finish(process)
     finally:
         process.kill()
@@ -267,5 +204,5 @@ def test_a_lost_worker_node_does_not_lose_the_sweep(ray_cluster, sweep_data, tmp
     report = json.loads((project / "reports" / "tune.json").read_text())
     assert report["status"] == "FINISHED" and [t["status"] for t in report["trials"]] == ["FINISHED"] * 2
     [retried] = [t for t in report["trials"] if t["failures"]]
-    assert retried["failures"] == 1 and retried["node_id"] == ray_cluster.head_node and retried["epochs"] == 20
+    assert retried["failures"] == 1 and retried["node_id"] == ray_cluster.node_ids[0] and retried["epochs"] == 20
     assert {r["status"] for r in runs(project)} == {"FINISHED"}
