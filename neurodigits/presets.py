@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ class Preset:
 
     def command(self) -> str:
         """The `dvc exp run` command that trains this preset."""
-        return "dvc exp run " + " ".join(f"-S {override}" for override in self.overrides())
+        return "dvc exp run " + " ".join(f"-S {shlex.quote(override)}" for override in self.overrides())
 
     def apply(self, base: Params | None = None) -> Params:
         """`base` (default: all defaults) with this preset's overrides, validated."""

@@ -80,6 +80,20 @@ def test_a_rerun_with_the_same_seed_proposes_the_same_configurations():
     assert all(16 <= p["train.batch_size"] <= 64 and 1e-4 <= p["train.learning_rate"] <= 1e-2 for p in first)
 
 
+def test_the_winner_command_is_what_differs_from_params_yaml_shell_quoted():
+    from neurodigits.presets import load_presets
+    from neurodigits.tune import reproduce_command, trial_params
+
+    base = parse_params({"tune": {"space": {"model.hidden_units": "choice([[25, 15], [64, 32]])",
+                                            "train.learning_rate": "loguniform(1e-4, 1e-2)"}}})
+    trial = trial_params(base, {"model.hidden_units": [64, 32], "train.learning_rate": 0.001})  # the default rate
+    assert reproduce_command(trial, base) == ("dvc exp run -S 'model.hidden_units=[64, 32]' "
+                                              "-S train.validation_fraction=0.2")
+    cnn = trial_params(load_presets()["cnn"].apply(base), {"model.hidden_units": [25, 15], "train.learning_rate": 3e-3})
+    assert reproduce_command(cnn, base) == ("dvc exp run -S model.kind=cnn -S train.learning_rate=0.003 "
+                                            "-S train.validation_fraction=0.2 -S train.augment=true")
+
+
 # A real Ray cluster on this machine: two nodes of 1 CPU each on loopback; node failures detected within ~2 s.
 HEALTH_CHECKS = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
                  "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
