@@ -6,6 +6,7 @@ export PATH := $(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
+export RAY_USAGE_STATS_ENABLED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 

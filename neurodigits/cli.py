@@ -1,4 +1,4 @@
-"""The `neurodigits` command: predict digit images, read pages of numbers, serve a drawing page.
+"""The `neurodigits` command: predict digit images, read pages of numbers, serve a drawing page, sweep.
 
 Imports stay inside the commands: `predict` on the TFLite export must start without TensorFlow.
 """
@@ -89,6 +89,41 @@ def presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    """Sweep the search space of params.yaml's tune section with Ray Tune; print the winner's dvc command."""
+    from neurodigits.params import load_params  # noqa: PLC0415
+    from neurodigits.presets import load_presets  # noqa: PLC0415
+
+    reference = load_params()
+    params = reference
+    if args.preset:
+        presets = load_presets()
+        if args.preset not in presets:
+            raise NeuroDigitsError(f"no preset '{args.preset}'; choose one of {', '.join(presets)}")
+        params = presets[args.preset].apply(reference)
+    from neurodigits.tune import REPORT_FILE, sweep  # noqa: PLC0415 - Ray only once the params are valid
+
+    try:
+        report = sweep(params, reference, trials=args.trials, address=args.address)
+    except KeyboardInterrupt:
+        report = {"status": "KILLED"}
+    counts = {}
+    for trial in report.get("trials", []):
+        counts[trial["status"]] = counts.get(trial["status"], 0) + 1
+    print(f"sweep {report['status'].lower()}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+          + f"; every trial in {REPORT_FILE} and in MLflow under run {report.get('sweep_run_id')}", file=sys.stderr)
+    if report["status"] == "KILLED":
+        return 130
+    best = report.get("best")
+    if not best:
+        raise NeuroDigitsError("no trial finished; see the errors above (each failed trial is in MLflow)")
+    metric, metrics = report["metric"], best["metrics"]
+    held_out = f", held-out accuracy {metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics else ""
+    print(f"best: {best['trial']} {metric} {metrics[metric]:.4f}{held_out} with {json.dumps(best['params'])}\n"
+          f"reproduce it as a pipeline run:\n  {best['command']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="neurodigits", description="Handwritten digit recognition.")
     commands = main_parser.add_subparsers(dest="command", required=True)
@@ -111,6 +146,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(run=serve)
+
+    p = commands.add_parser("tune", help="hyperparameter sweep over params.yaml's tune.space (Ray Tune, Optuna, "
+                                         "ASHA); every trial in MLflow")
+    p.add_argument("--trials", type=int, help="number of trials (default: tune.trials)")
+    p.add_argument("--address", metavar="HOST:PORT", help="a Ray cluster to run on (default: RAY_ADDRESS, else Ray "
+                                                          "in-process on this machine)")
+    p.add_argument("--preset", help="sweep around a preset of presets.yaml (e.g. cnn) instead of params.yaml as is")
+    p.set_defaults(run=tune)
 
     p = commands.add_parser("presets", help="list the presets (presets.yaml) and the dvc command that trains each")
     p.set_defaults(run=presets)

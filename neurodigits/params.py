@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
+import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -98,6 +101,19 @@ class TrackingParams(_Section):
 _UNION_MODELS = {"SourceParams"}  # pydantic names union branches in error locations
 
 
+class TuneParams(_Section):
+    space: dict[str, str] = {}  # 'section.key' -> distribution, e.g. loguniform(1e-4, 1e-2); checked by check_space
+    trials: int = Field(8, gt=0)
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    seed: int = 42
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    max_failures: int = Field(1, ge=0)
+    grace_period: int = Field(2, gt=0)
+    reduction_factor: int = Field(2, ge=2)
+    cpus_per_trial: int = Field(1, gt=0)
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -105,6 +121,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
     tracking: TrackingParams = TrackingParams()
+    tune: TuneParams = TuneParams()
 
     def flat(self) -> dict[str, Any]:
         """Every param as 'section.key' -> value, the way MLflow and DVC show them."""
@@ -154,6 +171,79 @@ def _describe(error: dict, source: str) -> str:
     return f"{source}: '{key}' {error['msg'].lower()} (got {error['input']!r}); fix it in {source}"
 
 
+DISTRIBUTIONS = {"loguniform": "loguniform(1e-4, 1e-2)", "uniform": "uniform(0.1, 0.5)",
+                 "int": "int(1, 4)", "choice": "choice([32, 64])"}
+SEARCHABLE = ("model", "train")  # trials train on the prepared data: data.* is fixed for a sweep
+_DISTRIBUTION = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$", re.DOTALL)
+
+
+def parse_distribution(text: str) -> tuple[str, list]:
+    """'loguniform(1e-4, 1e-2)' -> ('loguniform', [0.0001, 0.01]); literals only (ast.literal_eval), no eval.
+    Raises ValueError with the fix."""
+    match = _DISTRIBUTION.match(str(text))
+    if not match or match[1] not in DISTRIBUTIONS:
+        raise ValueError(f"write one of {', '.join(DISTRIBUTIONS.values())}")
+    kind, example = match[1], DISTRIBUTIONS[match[1]]
+    try:
+        args = list(ast.literal_eval(f"({match[2]},)")) if match[2].strip() else []
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"its arguments must be numbers or lists, e.g. {example}") from None
+    if kind == "choice":
+        if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+            raise ValueError(f"choice takes one non-empty list, e.g. {example}")
+        return kind, args[0]
+    numeric = (int,) if kind == "int" else (int, float)
+    if len(args) != 2 or not all(isinstance(a, numeric) and not isinstance(a, bool) for a in args):
+        raise ValueError(f"{kind} takes two {'integers' if kind == 'int' else 'numbers'} (low, high), "
+                         f"e.g. {example}")
+    if not args[0] < args[1] or (kind == "loguniform" and args[0] <= 0):
+        raise ValueError(f"{kind} needs {'0 < ' if kind == 'loguniform' else ''}low < high, e.g. {example}")
+    return kind, args
+
+
+def _probe_values(kind: str, args: list) -> list:
+    """Values a distribution can produce that the schema must accept: the bounds, an interior non-integer
+    for float ranges (so an integer key rejects uniform), every option of a choice."""
+    if kind in ("choice", "int"):
+        return args
+    return [*args, args[0] + (args[1] - args[0]) / math.pi]
+
+
+def check_space(params: Params, source: str = PARAMS_FILE) -> None:
+    """Every tune.space entry names a searchable params key and a distribution whose values that key accepts."""
+    searchable = [f"{section}.{key}" for section in SEARCHABLE for key in type(getattr(params, section)).model_fields]
+    for key, text in params.tune.space.items():
+        where = f"{source}: 'tune.space.{key}'"
+        section, _, name = key.partition(".")
+        if key not in searchable:
+            if section in Params.model_fields and name in type(getattr(params, section)).model_fields:
+                raise NeuroDigitsError(f"{where}: only {' and '.join(s + '.*' for s in SEARCHABLE)} keys can be "
+                                       "searched (trials train on the prepared data); remove it")
+            close = difflib.get_close_matches(key, searchable, n=1)
+            raise NeuroDigitsError(f"{where}: unknown params key; " + (
+                f"did you mean '{close[0]}'?" if close else "use a model.* or train.* key"))
+        if key in ("train.epochs", "train.validation_fraction"):
+            raise NeuroDigitsError(f"{where}: cannot be searched (ASHA runs each trial up to train.epochs, on the "
+                                   "tune.validation_fraction split); set it directly and remove it from tune.space")
+        try:
+            kind, args = parse_distribution(text)
+        except ValueError as exc:
+            raise NeuroDigitsError(f"{where}: bad distribution {text!r}; {exc}") from None
+        current = getattr(params, section)
+        for value in _probe_values(kind, args):
+            try:
+                current.model_validate({**current.model_dump(), name: value})
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                fix = "use int(low, high) for this integer key" if error["type"] == "int_from_float" else "fix it"
+                shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
+                raise NeuroDigitsError(f"{where}: {text} can give {shown}, but {key}: {error['msg'].lower()}; "
+                                       f"{fix}") from None
+    if (params.tune.metric == "val_loss") != (params.tune.mode == "min"):
+        raise NeuroDigitsError(f"{source}: 'tune.mode' {params.tune.mode} does not fit tune.metric "
+                               f"{params.tune.metric}; use mode {'min' if params.tune.mode == 'max' else 'max'}")
+
+
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     """Validate a params mapping; raise NeuroDigitsError with one line naming the key and the fix."""
     if raw is None:
@@ -162,9 +252,11 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         raise NeuroDigitsError(f"{source}: expected a mapping of sections (data, model, train, ...), "
                                f"got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise NeuroDigitsError(_describe(_first_error(exc.errors()), source)) from None
+    check_space(params, source)
+    return params
 
 
 def project_root() -> Path:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing phones home
 
 import mlflow  # noqa: E402
 from filelock import FileLock  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -65,6 +67,32 @@ def _experiment_id(name: str) -> str:
             return mlflow.create_experiment(name, artifact_location=location)
         except MlflowException:  # another machine created it first
             return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def start_run(experiment: str, name: str, parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> str:
+    """Create a run that outlives a `with` block (a sweep, its trials) and return its id; end it with end_run.
+    A child run gets MLflow's `mlflow.parentRunId` tag, so the UI nests it under its parent."""
+    tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+    return MlflowClient(tracking_uri()).create_run(_experiment_id(experiment), run_name=name, tags=tags).info.run_id
+
+
+def log_run(run_id: str, params: dict | None = None, metrics: dict[str, float] | None = None, step: int = 0,
+            tags: dict[str, str] | None = None) -> None:
+    """Params, metrics (at `step`) and tags of a run started with start_run, in one write."""
+    now = int(time.time() * 1000)
+    MlflowClient(tracking_uri()).log_batch(
+        run_id, metrics=[Metric(key, float(value), now, step) for key, value in (metrics or {}).items()],
+        params=[Param(key, str(value)) for key, value in (params or {}).items()],
+        tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()])
+
+
+def log_file(run_id: str, path: str | Path) -> None:
+    MlflowClient(tracking_uri()).log_artifact(run_id, str(path))
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Close a run started with start_run: FINISHED, FAILED or KILLED."""
+    MlflowClient(tracking_uri()).set_terminated(run_id, status)
 
 
 def _git(*args: str) -> str:
