@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from neurodigits import NeuroDigitsError
 
@@ -74,7 +75,7 @@ def serve(args: argparse.Namespace) -> int:
     from neurodigits.inference import load_classifier  # noqa: PLC0415
     from neurodigits.server import create_app  # noqa: PLC0415
 
-    app = create_app(load_classifier(args.model))
+    app = create_app(load_classifier(args.model), samples_dir=args.samples)
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -145,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--samples", type=Path, default=Path("data/user"),
+                   help="where teach mode saves labelled samples, a folder per class (default: data/user)")
     p.set_defaults(run=serve)
 
     p = commands.add_parser("tune", help="hyperparameter sweep over params.yaml's tune.space (Ray Tune, Optuna, "

@@ -124,14 +124,11 @@ class MLflowClassifier:
 
     def _run_classes(self) -> list[str] | None:
         """Class names from the export metadata logged with the model's run, when there is one."""
-        import mlflow  # noqa: PLC0415
+        from neurodigits import tracking  # noqa: PLC0415
 
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=self.model.metadata.run_id,
-                                                       artifact_path=f"export/{METADATA_FILE}")
-            return [str(c) for c in json.loads(Path(path).read_text())["classes"]]
-        except Exception:  # no run, or a model logged without the export's metadata
-            return None
+        run_id = self.model.metadata.run_id
+        metadata = tracking.export_metadata(run_id) if run_id else None
+        return [str(c) for c in metadata["classes"]] if metadata and "classes" in metadata else None
 
     def _num_outputs(self, width: int) -> int:
         return self.probabilities(np.zeros((1, width), dtype=np.float32)).shape[-1]

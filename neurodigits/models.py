@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
 
+from neurodigits import NeuroDigitsError
 from neurodigits.params import ModelParams, TrainParams
 
 
@@ -153,3 +155,56 @@ def inference_model(trained: keras.Model, model: ModelParams, train: TrainParams
 def load_model(path: str | Path) -> keras.Model:
     """A model saved by the train stage (importing this module registers its custom layers)."""
     return keras.saving.load_model(path)
+
+
+def load_parent(path: str | Path) -> keras.Model:
+    """A parent's logits network from a .keras file: the train stage's model, an export's, or a registered
+    model (whose softmax wrapper, see `export.probability_model`, is taken off)."""
+    model = load_model(path)
+    if isinstance(model, keras.Sequential) and model.layers[-1].name == "probabilities":
+        return model.layers[0]
+    return model
+
+
+def transfer_weights(parent: keras.Model, model: keras.Model, parent_classes: list[str], classes: list[str]) -> int:
+    """Copy `parent`'s weights into `model` (the same architecture, maybe other classes). The output layer is
+    copied class by class: a class both know keeps the parent's kernel column and bias, a new class keeps its
+    fresh initialisation. Returns how many classes were kept."""
+    source, target = parent.get_weights(), model.get_weights()
+    if [w.shape for w in source[:-2]] != [w.shape for w in target[:-2]]:
+        raise NeuroDigitsError(f"train.init_from: the parent's layers ({parent.name}) do not match the model "
+                               "built from its params; give a parent exported by this version of the pipeline")
+    kernel, bias = np.array(target[-2]), np.array(target[-1])
+    index = {name: i for i, name in enumerate(parent_classes)}
+    shared = [(j, index[name]) for j, name in enumerate(classes) if name in index]
+    for j, i in shared:
+        kernel[:, j], bias[j] = source[-2][:, i], source[-1][i]
+    model.set_weights([*source[:-2], kernel, bias])
+    return len(shared)
+
+
+def freeze(model: keras.Model, part: str) -> None:
+    """Make `part` of the model untrainable: none, conv (the convolutional blocks) or all-but-head."""
+    if part == "none":
+        return
+    frozen = ([layer for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.BatchNormalization))]
+              if part == "conv" else [layer for layer in model.layers if layer.name != "logits"])
+    if not frozen:
+        raise NeuroDigitsError(f"train.freeze {part!r}: the parent ({model.name}) has no convolutional blocks; "
+                               "use all-but-head or none")
+    for layer in frozen:
+        layer.trainable = False
+
+
+def build_from_parent(parent: keras.Model, parent_classes: list[str], model: ModelParams, train: TrainParams,
+                      image_size: int, classes: list[str]) -> keras.Model:
+    """The parent's architecture (`model`: its model params) for `classes`, initialised from its weights,
+    with `train.freeze` applied."""
+    side = math.isqrt(parent.input_shape[-1])
+    if side != image_size:
+        raise NeuroDigitsError(f"train.init_from: the parent takes {side}x{side} images but data.image_size is "
+                               f"{image_size}; set data.image_size={side}")
+    child = build_model(model, train, image_size, len(classes))
+    transfer_weights(parent, child, parent_classes, classes)
+    freeze(child, train.freeze)
+    return child

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from neurodigits import NeuroDigitsError
 
 PARAMS_FILE = "params.yaml"
 PositiveInt = Annotated[int, Field(gt=0)]
+# A parent model: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH, or an export folder.
+MODEL_URI = r"^models:/[^/@]+(/[0-9]+|@[A-Za-z][A-Za-z0-9_-]*)$|^runs:/[0-9a-f]+/.+$|^(?![A-Za-z][A-Za-z0-9+.-]*:/).+$"
 
 
 class _Section(BaseModel):
@@ -82,6 +84,33 @@ class TrainParams(_Section):
     augment_zoom: float = Field(0.08, ge=0, le=0.5)
     augment_elastic: float = Field(0.025, ge=0, le=0.2)
     steps_per_execution: int = Field(32, gt=0)
+    init_from: str | None = None
+    freeze: Literal["none", "conv", "all-but-head"] = "none"
+    fine_tune_epochs: int = Field(0, ge=0)
+    fine_tune_learning_rate: float | None = Field(None, gt=0)
+
+    @field_validator("init_from")
+    @classmethod
+    def _parent(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(MODEL_URI, value):
+            raise ValueError(f"train.init_from {value!r} is not a parent model; give models:/NAME/VERSION, "
+                             "models:/NAME@ALIAS, runs:/RUN_ID/model or an export folder")
+        return value
+
+    @model_validator(mode="after")
+    def _transfer(self) -> TrainParams:
+        if self.init_from is None and (self.freeze != "none" or self.fine_tune_epochs):
+            raise ValueError("train.freeze and train.fine_tune_epochs need a parent model; "
+                             "set train.init_from (e.g. models:/neurodigits@champion)")
+        if self.fine_tune_epochs and self.freeze == "none":
+            raise ValueError("train.fine_tune_epochs unfreezes a frozen parent; set train.freeze to conv or "
+                             "all-but-head, or add the epochs to train.epochs")
+        return self
+
+    @property
+    def fine_tune_lr(self) -> float:
+        """The fine-tune phase's learning rate: train.fine_tune_learning_rate, else a tenth of train.learning_rate."""
+        return self.fine_tune_learning_rate or self.learning_rate / 10
 
 
 class EvaluateParams(_Section):
@@ -168,6 +197,8 @@ def _describe(error: dict, source: str) -> str:
         hint = f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else (
             f"allowed keys: {', '.join(_fields_at(error['loc']))}")
         return f"{source}: unknown key '{key}'; {hint}"
+    if error["type"] == "value_error":
+        return f"{source}: {error['ctx']['error']}"
     return f"{source}: '{key}' {error['msg'].lower()} (got {error['input']!r}); fix it in {source}"
 
 

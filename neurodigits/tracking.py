@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -25,6 +26,8 @@ from neurodigits.params import Params, project_root  # noqa: E402
 
 TEST_METRIC = "test_accuracy"
 PID_TAG, HOST_TAG = "process.pid", "process.host"  # who is writing the run: lets the next run spot dead ones
+EXPORT_METADATA = "export/metadata.json"  # the export stage logs its metadata.json (classes, params) here
+KERAS_IN_MODEL = Path("data") / "model.keras"  # where MLflow's TensorFlow flavor keeps the Keras file
 
 
 def store_dir() -> Path:
@@ -102,12 +105,18 @@ def _git(*args: str) -> str:
         return ""
 
 
-def lineage_tags(data_sha256: str) -> dict[str, str]:
+def lineage_tags(data_sha256: str, parent: dict | None = None) -> dict[str, str]:
+    """Git commit and dirty flag, data hash, DVC experiment, and the resolved parent model if there is one."""
     tags = {
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
         "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
         "data_sha256": data_sha256,
     }
+    if parent and parent.get("init_from"):
+        tags |= {"parent_init_from": parent["init_from"], "parent_run_id": str(parent["run_id"]),
+                 "parent_weights_sha256": str(parent["weights_sha256"]), "parent_keras_sha256": parent["keras_sha256"]}
+        if parent["version"]:
+            tags["parent_model_version"] = f"{parent['registered_model']}/{parent['version']}"
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return tags
@@ -211,3 +220,48 @@ def register_and_promote(model_uri: str, params: Params) -> tuple[str, str]:
         version = mlflow.register_model(model_uri, name).version
         champion = promote_best(client, name, alias)
     return str(version), champion
+
+
+def export_metadata(run_id: str) -> dict | None:
+    """The export stage's metadata.json (classes, image size, params) logged with a run, if there is one."""
+    try:
+        return json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EXPORT_METADATA))
+                          .read_text())
+    except Exception:  # no such run or artifact; MLflow raises many types
+        return None
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
+def resolve_model(uri: str, destination: Path) -> dict:
+    """Pin an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH) to a fixed
+    version and run, and download its Keras file to `destination`. Returns what the run recorded:
+    registered_model, version, run_id, weights_sha256 and the export metadata (classes, image size, params)."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    name = version = None
+    try:
+        if uri.startswith("models:/"):
+            name, _, alias = uri.removeprefix("models:/").partition("@")
+            if alias:
+                found = client.get_model_version_by_alias(name, alias)
+            else:
+                name, _, number = name.partition("/")
+                found = client.get_model_version(name, number)
+            version, run_id, pinned = str(found.version), found.run_id, f"models:/{name}/{found.version}"
+        else:
+            run_id, pinned = uri.split("/")[1], uri
+        tags = client.get_run(run_id).data.tags
+        local = Path(mlflow.artifacts.download_artifacts(pinned))
+    except Exception as exc:  # a missing version, alias, run or artifact; MLflow raises many types
+        raise NeuroDigitsError(f"train.init_from {uri}: no such model in the MLflow store {tracking_uri()} "
+                               f"({_first_line(exc)}); check the name/version or register a model first") from None
+    metadata = export_metadata(run_id)
+    if metadata is None or not (local / KERAS_IN_MODEL).is_file():
+        raise NeuroDigitsError(f"train.init_from {uri}: run {run_id} has no Keras model with {EXPORT_METADATA}; "
+                               "give a model exported by this pipeline's export stage")
+    destination.write_bytes((local / KERAS_IN_MODEL).read_bytes())
+    return {"registered_model": name, "version": version, "run_id": run_id,
+            "weights_sha256": tags.get("weights_sha256") or metadata.get("weights_sha256"), "metadata": metadata}

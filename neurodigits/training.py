@@ -39,10 +39,9 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
     )
 
 
-def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
-        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = 2) -> pd.DataFrame:
-    """Compile and train; return the per-epoch history (epoch from 1) as a DataFrame."""
+def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
+               validation: tuple[np.ndarray, np.ndarray] | None, callbacks: Sequence[keras.callbacks.Callback],
+               verbose: int | str, initial_epoch: int) -> pd.DataFrame:
     steps_per_epoch = -(-len(x) // params.batch_size)
     compile_model(model, params, steps_per_epoch)
     callbacks = list(callbacks)
@@ -50,11 +49,28 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation is not None else "loss",
             patience=params.early_stopping_patience, restore_best_weights=True))
-    history = model.fit(x, y, epochs=params.epochs, batch_size=params.batch_size, validation_data=validation,
-                        shuffle=True, callbacks=callbacks, verbose=verbose)
+    history = model.fit(x, y, epochs=initial_epoch + params.epochs, initial_epoch=initial_epoch,
+                        batch_size=params.batch_size, validation_data=validation, shuffle=True, callbacks=callbacks,
+                        verbose=verbose)
     frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame.insert(0, "epoch", np.arange(initial_epoch + 1, initial_epoch + len(frame) + 1))
     return frame
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = 2) -> pd.DataFrame:
+    """Compile and train; return the per-epoch history (epoch from 1) as a DataFrame. With
+    `train.fine_tune_epochs`, a second phase then trains every layer (frozen ones too) at the fine-tune
+    learning rate."""
+    history = _fit_phase(model, x, y, params, validation, callbacks, verbose, initial_epoch=0)
+    if params.fine_tune_epochs:
+        for layer in model.layers:
+            layer.trainable = True
+        phase = params.model_copy(update={"epochs": params.fine_tune_epochs, "learning_rate": params.fine_tune_lr})
+        history = pd.concat([history, _fit_phase(model, x, y, phase, validation, callbacks, verbose,
+                                                 initial_epoch=len(history))], ignore_index=True)
+    return history
 
 
 def weights_sha256(model: keras.Model) -> str:

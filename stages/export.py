@@ -12,13 +12,12 @@ from neurodigits.export import check_parity, format_logits, probability_model, w
 from neurodigits.inference import METADATA_FILE, TFLITE_FILE
 from neurodigits.io import atomic_path, write_json
 from neurodigits.models import inference_model, load_model
-from neurodigits.params import load_params
 from neurodigits.preprocess import to_model_input
-from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, read_run, run_stage
+from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, load_stage_params, read_run, run_stage
 
 
 def main() -> None:
-    params = load_params()
+    params = load_stage_params()
     data = load_prepared(PREPARED_DIR)
     run = read_run()
     size = data.meta["image_size"]

@@ -9,15 +9,24 @@ from sklearn.model_selection import train_test_split
 from neurodigits import tracking
 from neurodigits.data import load_prepared
 from neurodigits.io import atomic_path, write_json, write_text
-from neurodigits.models import build_model
-from neurodigits.params import load_params
+from neurodigits.models import build_from_parent, build_model, load_parent
 from neurodigits.preprocess import to_model_input
 from neurodigits.training import fit, set_determinism, weights_sha256
-from stages import HISTORY_FILE, MODEL_FILE, PREPARED_DIR, RUN_FILE, run_stage
+from stages import (
+    HISTORY_FILE,
+    MODEL_FILE,
+    PARENT_MODEL,
+    PREPARED_DIR,
+    RUN_FILE,
+    load_stage_params,
+    read_parent,
+    run_stage,
+)
 
 
 def main() -> None:
-    params = load_params()
+    params = load_stage_params()
+    parent = read_parent()
     data = load_prepared(PREPARED_DIR)
     set_determinism(params.train.seed)
     x, y = to_model_input(data.x_train), data.y_train
@@ -26,12 +35,16 @@ def main() -> None:
         x, x_val, y, y_val = train_test_split(x, y, test_size=params.train.validation_fraction,
                                               stratify=y, random_state=params.train.seed)
         validation = (x_val, y_val)
-    model = build_model(params.model, params.train, data.meta["image_size"], len(data.classes))
+    if params.train.init_from:
+        model = build_from_parent(load_parent(PARENT_MODEL), parent["classes"], params.model, params.train,
+                                  data.meta["image_size"], data.classes)
+    else:
+        model = build_model(params.model, params.train, data.meta["image_size"], len(data.classes))
     model.summary()
 
     with tracking.run(params) as run:
         mlflow.log_params(params.flat())
-        mlflow.set_tags(tracking.lineage_tags(data.meta["source_sha256"]))
+        mlflow.set_tags(tracking.lineage_tags(data.meta["source_sha256"], parent))
         mlflow.log_input(mlflow.data.from_numpy(x, targets=y, source=PREPARED_DIR, name="train"), context="training")
         log_epoch = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: mlflow.log_metrics(logs, step=epoch + 1))

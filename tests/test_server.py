@@ -41,6 +41,13 @@ def url(export: Path):
     stop_server(server)
 
 
+def launch_chromium(playwright):
+    """Debian's headless Chromium, offline."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"])
+
+
 def png(gray: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
@@ -95,9 +102,7 @@ def test_drawing_on_the_canvas_shows_the_prediction(url, export):
     index = next(i for i, p in enumerate(predictions)  # a held-out digit the model reads confidently
                  if p.label == classes[y[i]] and p.probability > 0.95 and p.label in "2357")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 900, "height": 620})
         page.goto(url)
         box = page.locator("#canvas").bounding_box()

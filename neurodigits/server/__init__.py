@@ -6,18 +6,26 @@ import base64
 import io
 from pathlib import Path
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import Classifier, classify
-from neurodigits.preprocess import BlankImageError, ImageTooLargeError, load_digit
+from neurodigits.preprocess import (
+    WORK_SIDE,
+    BlankImageError,
+    ImageTooLargeError,
+    load_digit,
+    preprocess_image,
+    read_grayscale,
+)
+from neurodigits.samples import USER_DIR, BadLabelError, check_label, sample_counts, save_sample
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-STATUS = {BlankImageError: 422, ImageTooLargeError: 413}  # anything else unreadable: 415
+STATUS = {BlankImageError: 422, ImageTooLargeError: 413, BadLabelError: 422}  # anything else unreadable: 415
 
 
 def _png_data_url(image) -> str:
@@ -26,8 +34,23 @@ def _png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The web app around one loaded model."""
+def _upload(request: Request, file: UploadFile, max_upload_bytes: int) -> io.BytesIO:
+    """The uploaded file's bytes, named after it; 413 when too large, 422 when empty."""
+    if int(request.headers.get("content-length") or 0) > max_upload_bytes + 64 * 1024:
+        raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
+    data = file.file.read(max_upload_bytes + 1)
+    if len(data) > max_upload_bytes:
+        raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
+    if not data:
+        raise HTTPException(422, "empty upload; send an image file")
+    stream = io.BytesIO(data)
+    stream.name = file.filename or "upload"
+    return stream
+
+
+def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               samples_dir: Path = USER_DIR) -> FastAPI:
+    """The web app around one loaded model; teach mode saves samples into `samples_dir`."""
     app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -43,15 +66,7 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES)
     @app.post("/api/predict")
     def predict(request: Request, file: UploadFile = File(...)) -> dict:
         """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob)."""
-        if int(request.headers.get("content-length") or 0) > max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
-        data = file.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise HTTPException(413, f"upload over {max_upload_bytes // (1024 * 1024)} MB")
-        if not data:
-            raise HTTPException(422, "empty upload; send an image file")
-        stream = io.BytesIO(data)
-        stream.name = file.filename or "upload"
+        stream = _upload(request, file, max_upload_bytes)
         try:
             image = load_digit(stream, classifier.image_size)
         except NeuroDigitsError as exc:
@@ -60,5 +75,23 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES)
         return {"digit": prediction.label, "probability": prediction.probability,
                 "top": [{"digit": label, "probability": p} for label, p in prediction.top],
                 "probabilities": prediction.probabilities, "input": _png_data_url(image)}
+
+    @app.get("/api/samples")
+    def samples() -> dict:
+        """How many samples teach mode has saved per class, and where."""
+        return {"folder": str(samples_dir), "counts": sample_counts(samples_dir)}
+
+    @app.post("/api/samples")
+    def teach(request: Request, file: UploadFile = File(...), label: str = Form("")) -> dict:
+        """Save one labelled sample (same limits as /api/predict) as a PNG in samples_dir/label/."""
+        try:
+            check_label(label)
+            stream = _upload(request, file, max_upload_bytes)
+            gray = read_grayscale(stream, max_side=2 * WORK_SIDE)
+            preprocess_image(gray, classifier.image_size)  # the checks prediction makes: ink, not blank
+            path = save_sample(samples_dir, label, gray)
+        except NeuroDigitsError as exc:
+            raise HTTPException(STATUS.get(type(exc), 415), str(exc)) from None
+        return {"label": label, "file": path.name, "counts": sample_counts(samples_dir)}
 
     return app

@@ -107,6 +107,45 @@ function showBars(probabilities, best) {
   }));
 }
 
+// Teach mode: save the drawing under a label, one PNG per sample in data/user/<label>/; show counts per class.
+const teachEl = document.getElementById("teach");
+const teachForm = document.getElementById("teach-form");
+const labelEl = document.getElementById("label");
+const savedEl = document.getElementById("saved");
+const countsEl = document.getElementById("counts");
+
+function showCounts(counts) {
+  countsEl.hidden = !Object.keys(counts).length;
+  countsEl.replaceChildren(...Object.entries(counts).map(([name, count]) => {
+    const item = document.createElement("li");
+    item.dataset.label = name;
+    item.textContent = `${name}: ${count}`;
+    return item;
+  }));
+}
+
+teachEl.addEventListener("change", async () => {
+  teachForm.hidden = !teachEl.checked;
+  if (teachEl.checked) showCounts((await (await fetch("/api/samples")).json()).counts);
+});
+teachForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  canvas.toBlob(async (blob) => {
+    const form = new FormData();
+    form.append("file", blob, "canvas.png");
+    form.append("label", labelEl.value.trim());
+    const response = await fetch("/api/samples", { method: "POST", body: form });
+    const body = await response.json();
+    if (!response.ok) {
+      savedEl.textContent = typeof body.detail === "string" ? body.detail : "could not save that sample";
+      return;
+    }
+    savedEl.textContent = `saved as ${body.label}/${body.file}`;
+    showCounts(body.counts);
+    clear();
+  }, "image/png");
+});
+
 fetch("/api/info").then((response) => response.json()).then((info) => {
   classes = info.classes;
   document.getElementById("classes").textContent = `This model knows ${classes.length} classes: ${classes.join(" ")}`
