@@ -48,35 +48,55 @@ def bilinear_sample(images, rows, cols):
             + down * ((1 - right) * pixel(stride) + right * pixel(stride + 1)))
 
 
+def gaussian_taps(sigma: float) -> list[float]:
+    """A normalised 1-D Gaussian kernel, 3 sigma each side."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-radius, radius + 1)]
+    return [t / sum(taps) for t in taps]
+
+
+def _separable_kernels(taps: list[float], channels: int) -> tuple:
+    """Depthwise row and column kernels of a 1-D filter, for `channels` channels."""
+    rows = ops.reshape(ops.convert_to_tensor([[t] * channels for t in taps]), (len(taps), 1, channels, 1))
+    return rows, ops.reshape(rows, (1, len(taps), channels, 1))
+
+
 @keras.saving.register_keras_serializable(package="neurodigits")
 class RandomWarp(layers.Layer):
     """Random rotation, zoom, shift and elastic distortion (Simard et al., 2003) of (N, H, W, 1) images, in
     training only, composed into one coordinate map and resampled once. Ranges are symmetric: `rotation` in
     turns, `zoom` and `shift` as fractions of the image size. The elastic field is per-pixel noise smoothed
     by a Gaussian `sigma` pixels wide, `elastic` pixels RMS per axis. (Keras's RandomRotation,
-    RandomTranslation and RandomZoom resample once each; four bilinear passes blur a 20x20 digit.)"""
+    RandomTranslation and RandomZoom resample once each; four bilinear passes blur a 20x20 digit.)
+
+    Then, each off at 0, the look of other pens, scanners and cameras, a random amount per image: strokes
+    grown or thinned by up to `stroke` of a 3x3 grey dilation or erosion; blended up to fully with the
+    image shrunk by a factor of 1 + `resolution` and enlarged back; blended with a Gaussian blur of
+    `blur` pixels; and ink strength scaled down by up to `contrast` with a gamma in 1 +- `contrast`."""
 
     def __init__(self, rotation: float, shift: float, zoom: float, elastic: float, sigma: float,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, stroke: float = 0.0, blur: float = 0.0, contrast: float = 0.0,
+                 resolution: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.rotation, self.shift, self.zoom, self.elastic, self.sigma, self.seed = (
             rotation, shift, zoom, elastic, sigma, seed)
+        self.stroke, self.blur, self.contrast, self.resolution = stroke, blur, contrast, resolution
         self.seed_generator = keras.random.SeedGenerator(seed)
-        radius = max(1, math.ceil(3 * sigma))
-        taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-radius, radius + 1)]
-        taps = [t / sum(taps) for t in taps]
+        taps = gaussian_taps(sigma)
         # uniform(-1, 1) noise has std 1/sqrt(3); each 1-D blur pass scales the std by sqrt(sum(taps**2))
         self.gain = elastic * math.sqrt(3) / sum(t * t for t in taps)
-        self.blur_rows = ops.reshape(ops.convert_to_tensor([[t, t] for t in taps]), (len(taps), 1, 2, 1))
-        self.blur_cols = ops.reshape(self.blur_rows, (1, len(taps), 2, 1))
+        self.blur_rows, self.blur_cols = _separable_kernels(taps, 2)
+        if blur:
+            self.camera_rows, self.camera_cols = _separable_kernels(gaussian_taps(blur), 1)
 
     def call(self, images, training=None):
         if not training:
             return images
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
 
-        def uniform(limit):  # one value per image
-            return keras.random.uniform((batch, 1, 1), -limit, limit, seed=self.seed_generator)
+        def uniform(limit, low=None):  # one value per image, in [-limit, limit] (or [low, limit])
+            return keras.random.uniform((batch, 1, 1), -limit if low is None else low, limit,
+                                        seed=self.seed_generator)
 
         angle, scale = uniform(self.rotation) * 2 * math.pi, 1 + uniform(self.zoom)
         shift_rows, shift_cols = uniform(self.shift) * height, uniform(self.shift) * width
@@ -88,22 +108,41 @@ class RandomWarp(layers.Layer):
         cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
         rows = cos * y - sin * x + (height - 1) / 2 + shift_rows + field[..., 0]
         cols = sin * y + cos * x + (width - 1) / 2 + shift_cols + field[..., 1]
-        return bilinear_sample(images[..., 0], rows, cols)[..., None]
+        out = bilinear_sample(images[..., 0], rows, cols)[..., None]
+        if self.stroke:
+            change = uniform(self.stroke)[..., None]
+            grown, thinned = ops.max_pool(out, 3, 1, "same"), -ops.max_pool(-out, 3, 1, "same")
+            out = out + ops.maximum(change, 0) * (grown - out) + ops.maximum(-change, 0) * (thinned - out)
+        if self.resolution:
+            low = (max(2, round(height / (1 + self.resolution))), max(2, round(width / (1 + self.resolution))))
+            coarse = ops.image.resize(ops.image.resize(out, low, antialias=True), (height, width))
+            out = out + uniform(1.0, 0.0)[..., None] * (coarse - out)
+        if self.blur:
+            blurred = ops.depthwise_conv(ops.depthwise_conv(out, self.camera_rows, padding="same"),
+                                         self.camera_cols, padding="same")
+            out = out + uniform(1.0, 0.0)[..., None] * (blurred - out)
+        if self.contrast:
+            gamma = ops.exp(uniform(math.log1p(self.contrast)))[..., None]
+            out = (1 - uniform(self.contrast, 0.0)[..., None]) * ops.power(ops.clip(out, 0.0, 1.0), gamma)
+        return out
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift, "zoom": self.zoom,
-                "elastic": self.elastic, "sigma": self.sigma, "seed": self.seed}
+                "elastic": self.elastic, "sigma": self.sigma, "seed": self.seed, "stroke": self.stroke,
+                "blur": self.blur, "contrast": self.contrast, "resolution": self.resolution}
 
 
 def build_augmentation(rotation: float, shift: float, zoom: float, elastic: float, image_size: int,
-                       seed: int) -> RandomWarp:
+                       seed: int, stroke: float = 0.0, blur: float = 0.0, contrast: float = 0.0,
+                       resolution: float = 0.0) -> RandomWarp:
     """The training-only augmentation layer. `elastic` (the RMS displacement) is a fraction of the image
-    size, like `shift`; the elastic field is smoothed over a tenth of it."""
-    return RandomWarp(rotation, shift, zoom, elastic * image_size, sigma=0.1 * image_size,
-                      seed=seed, name="augment")
+    size, like `shift`; the elastic field is smoothed over a tenth of it. `blur` is in pixels of the
+    model input; `stroke`, `contrast` and `resolution` are as in RandomWarp."""
+    return RandomWarp(rotation, shift, zoom, elastic * image_size, sigma=0.1 * image_size, seed=seed,
+                      stroke=stroke, blur=blur, contrast=contrast, resolution=resolution, name="augment")
 
 
 def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel_size: int = 3,
@@ -133,7 +172,8 @@ def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel
 def build_model(model: ModelParams, train: TrainParams, image_size: int, num_classes: int) -> keras.Model:
     """The model params.yaml asks for."""
     augmentation = (build_augmentation(train.augment_rotation, train.augment_shift, train.augment_zoom,
-                                       train.augment_elastic, image_size, train.seed)
+                                       train.augment_elastic, image_size, train.seed, train.augment_stroke,
+                                       train.augment_blur, train.augment_contrast, train.augment_resolution)
                     if train.augment else None)
     if model.kind == "mlp":
         return build_mlp(image_size * image_size, num_classes, model.hidden_units, model.activation, augmentation)

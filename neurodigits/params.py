@@ -83,6 +83,10 @@ class TrainParams(_Section):
     augment_shift: float = Field(0.08, ge=0, le=0.5)
     augment_zoom: float = Field(0.08, ge=0, le=0.5)
     augment_elastic: float = Field(0.025, ge=0, le=0.2)
+    augment_stroke: float = Field(0.0, ge=0, le=1)
+    augment_blur: float = Field(0.0, ge=0, le=3)
+    augment_contrast: float = Field(0.0, ge=0, lt=1)
+    augment_resolution: float = Field(0.0, ge=0, le=3)
     steps_per_execution: int = Field(32, gt=0)
     init_from: str | None = None
     freeze: Literal["none", "conv", "all-but-head"] = "none"

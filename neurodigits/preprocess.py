@@ -5,12 +5,15 @@ Only NumPy and Pillow: `neurodigits predict` imports this module and must start 
 
 from __future__ import annotations
 
+import io
+import multiprocessing
+import os
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from neurodigits import NeuroDigitsError
@@ -19,11 +22,14 @@ MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST fits each digit's longer side into 20 px
 MNIST_CENTRE = 14.0  # where MNIST puts the centre of mass (row, column), measured on the embedded set
 MNIST_STROKE = 2.0  # median stroke width of the embedded set at 28x28, in pixels (2 * area / perimeter)
 MAX_PIXELS = 40_000_000
-WORK_SIDE = 256  # a single digit is analysed with its longer side at most this long
-MIN_WORK_SIDE = 128  # ... and at least this long
-BACKGROUND_SIDE = 64  # the paper's shading is estimated at this resolution
+WORK_SIDE = 96  # a single digit is analysed with its longer side at most this long (the answer is 20 px)
+MIN_WORK_SIDE = 64  # ... and at least this long (tiny scans are enlarged smoothly)
+BACKGROUND_SIDE = 32  # the paper's shading and the digit's blobs are found at this resolution
 MIN_CONTRAST = 0.08  # weaker ink than this (on a 0-1 scale) counts as a blank image
+PARALLEL_CHUNK = 32  # images per task sent to a worker process
 FLOOR = 0.4  # residuals under this share of the typical ink strength are paper
+RULE_COVERAGE = 0.95  # a row (column) inked along this share of its length is a printed rule ...
+RULE_WIDTH = 0.06  # ... if the run of such rows is at most this share of the image thick
 
 
 class UnreadableImageError(NeuroDigitsError):
@@ -56,7 +62,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 def read_grayscale(path: str | Path | BinaryIO, max_side: int | None = None) -> np.ndarray:
     """Decode an image file (a path or a binary file object) to float32 grayscale in [0, 1], EXIF
-    rotation applied, transparency on white; with `max_side`, shrunk to fit (cheaply for JPEG)."""
+    rotation applied, transparency on white, any bit depth (1-bit to 16-bit); with `max_side`, shrunk to
+    fit (cheaply for JPEG: decoded at a reduced scale)."""
     name = getattr(path, "name", path) if not isinstance(path, (str, Path)) else path
     try:
         with warnings.catch_warnings():
@@ -68,13 +75,20 @@ def read_grayscale(path: str | Path | BinaryIO, max_side: int | None = None) -> 
                 if max_side:
                     image.draft("L", (max_side, max_side))
                 image = ImageOps.exif_transpose(image)
-                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float scans: their own range
+                    image = image.convert("F")
+                elif image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                     background = Image.new("RGBA", image.size, "white")
-                    image = Image.alpha_composite(background, image.convert("RGBA"))
-                image = image.convert("L")
+                    image = Image.alpha_composite(background, image.convert("RGBA")).convert("L")
+                else:
+                    image = image.convert("L")
                 if max_side and max(image.size) > max_side:
                     image.thumbnail((max_side, max_side), Image.Resampling.BOX)
-                return np.asarray(image, dtype=np.float32) / 255.0
+                gray = np.asarray(image, dtype=np.float32)
+                if image.mode == "F":
+                    low, high = float(gray.min()), float(gray.max())
+                    return (gray - low) / max(high - low, 1e-6)
+                return gray / 255.0
     except FileNotFoundError:
         raise UnreadableImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -94,56 +108,136 @@ def _resize(array: np.ndarray, shape: tuple[int, int], resample: Image.Resamplin
 
 
 def _window(array: np.ndarray, size: int, reduce: np.ufunc) -> np.ndarray:
-    """A size x size sliding-window min or max (edges replicated), as two 1-D passes."""
-    pad = size // 2
+    """A size x size sliding-window min or max (edges replicated): per axis, windows doubling in length."""
+    array = np.pad(array, size // 2, mode="edge")
     for axis in (0, 1):
-        padded = np.pad(array, [(pad, pad) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        array = reduce.reduce(sliding_window_view(padded, size, axis=axis), axis=-1)
+        span = 1
+        while span < size:
+            step = min(span, size - span)  # windows of span + step: doubling, then the exact rest
+            n = array.shape[axis] - step
+            head = (slice(None),) * axis + (slice(0, n),)
+            tail = (slice(None),) * axis + (slice(step, step + n),)
+            array = reduce(array[head], array[tail])
+            span += step
     return array
 
 
-def _background(bright_ink: np.ndarray) -> np.ndarray:
-    """A smooth estimate of the paper under an ink-is-bright image: a wide grey opening at low resolution."""
+def _mean3(array: np.ndarray) -> np.ndarray:
+    """A 3x3 mean (edges replicated): removes pixel noise."""
+    padded = np.pad(array, 1, mode="edge")
+    rows = padded[:-2] + padded[1:-1] + padded[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9.0
+
+
+def _paper_plane(small: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, float]:
+    """A plane (a linear shadow) fitted to the paper pixels of a small image (first to the darker three
+    quarters, where no faint ink is, then to all within three times the fit's spread), and a tolerance
+    of three times that spread."""
+    rows, cols = np.mgrid[-1:1:small.shape[0] * 1j, -1:1:small.shape[1] * 1j]
+    terms = np.stack([np.ones_like(rows), rows, cols], axis=-1)
+    keep = paper & (small <= np.percentile(small[paper], 75))
+    for _ in range(2):
+        coef = np.linalg.lstsq(terms[keep], small[keep], rcond=None)[0]
+        residual = small - terms @ coef
+        spread = max(0.01, 1.4826 * float(np.median(np.abs(residual[keep]))))
+        keep = paper & (np.abs(residual) < 3 * spread)
+        if np.count_nonzero(keep) < 12:
+            break
+    return terms @ coef, 3 * spread
+
+
+def _background(bright_ink: np.ndarray, middle: float) -> np.ndarray:
+    """A smooth estimate of the paper under an ink-is-bright image, at low resolution: a wide grey opening,
+    kept near a plane fitted to the paper (pixels under `middle`). The opening follows uneven paper and
+    shadows; the plane stops it from taking thick strokes along the border for paper, and from lagging
+    behind a shadow at the border."""
     scale = min(1.0, BACKGROUND_SIDE / max(bright_ink.shape))
     small_shape = (max(1, round(bright_ink.shape[0] * scale)), max(1, round(bright_ink.shape[1] * scale)))
     small = _resize(bright_ink, small_shape, Image.Resampling.BOX)
-    size = max(3, min(small_shape) // 3 | 1)
+    size = max(3, max(small_shape) // 3 | 1)  # the longer side: a narrow crop of a 1 is all stroke across
     opened = _window(_window(small, size, np.minimum), size, np.maximum)
+    paper = small < middle
+    if np.count_nonzero(paper) >= 12:
+        plane, tolerance = _paper_plane(small, paper)
+        opened = np.clip(opened, plane - tolerance, plane + tolerance)
     return _resize(opened, bright_ink.shape, Image.Resampling.BILINEAR)
+
+
+def _ink_is_dark(gray: np.ndarray, middle: float) -> bool:
+    """Whether the paper is the bright side: what most of the border and most of the image show. Both
+    count, because a crop tight to the ink has ink on its border and a margin-framed digit shows
+    mostly ink when drawn with a thick marker."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return np.count_nonzero(border > middle) / border.size + np.count_nonzero(gray > middle) / gray.size > 1
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Grayscale in [0, 1] -> ink strength in [0, 1] on a zero background, whatever the polarity.
 
-    The background is what the border mostly shows. Uneven paper and shadows are estimated by a
-    smooth grey opening (of the inverted image for dark ink on paper, whose ink is then measured
-    relative to the local paper brightness, so shadows do not fade it); the ink is scaled from
+    The paper is the side most of the image and most of its border show. Uneven paper and shadows are
+    estimated by a smooth grey opening (of the inverted image for dark ink on paper, whose ink is then
+    measured relative to the local paper brightness, so shadows do not fade it); the ink is scaled from
     the noise floor (zero) to the typical ink strength (one), so faint and bold ink look alike.
     """
     gray = np.asarray(gray, dtype=np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     low, high = np.percentile(gray, [1, 99])
-    if np.median(border) > (low + high) / 2:  # dark ink on paper: ink = share of the light it absorbs
-        background = _background(1.0 - gray)
-        residual = (1.0 - gray - background) / np.maximum(1.0 - background, 0.05)
-    else:
-        residual = gray - _background(gray)
-    residual = sliding_window_view(np.pad(residual, 1, mode="edge"), (3, 3)).mean(axis=(-2, -1))  # denoise
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    dark_ink = _ink_is_dark(gray, (low + high) / 2)
+    bright = 1.0 - gray if dark_ink else gray
+    middle = (2 - high - low if dark_ink else high + low) / 2
+    paper = bright < middle
+    background = _background(bright, middle)
+    residual = bright - background
+    if dark_ink:  # ink = share of the light it absorbs
+        residual /= np.maximum(1.0 - background, 0.05)
+    smooth = _mean3(residual)
+    clear = _window(paper, 7, np.minimum)  # paper at least 3 px from any ink: no faint halo
+    if np.count_nonzero(clear) >= 32:
+        noise = 1.4826 * float(np.median(np.abs(smooth[clear] - np.median(smooth[clear]))))
+    else:  # a crop with hardly any clear paper: the pixel-to-pixel jitter (white noise of std s leaves
+        # s * sqrt(8/9) in x - mean3(x), and s / 3 in mean3(x))
+        noise = 1.4826 * float(np.median(np.abs(residual - smooth))) / 2.83
+    residual = smooth
     candidates = residual[residual > max(MIN_CONTRAST / 2, 5 * noise)]
     if len(candidates) < 3 or np.percentile(candidates, 90) < MIN_CONTRAST:
         raise BlankImageError("image is blank (no ink found); give an image of one digit")
     strong = float(np.percentile(candidates, 90))
     floor = max(3 * noise, FLOOR * strong)
     full = float(np.percentile(residual[residual > floor], 50))
-    return np.clip((residual - floor) / max(full - floor, 1e-3), 0.0, 1.0)
+    return _remove_rules(np.clip((residual - floor) / max(full - floor, 1e-3), 0.0, 1.0))
+
+
+def _rules(coverage: np.ndarray, length: int) -> list[tuple[int, int]]:
+    """Runs [start, stop) of rows inked along nearly their whole length, each thin: printed rules."""
+    full = np.flatnonzero(coverage >= RULE_COVERAGE)
+    if not len(full):
+        return []
+    runs = np.split(full, np.flatnonzero(np.diff(full) > 1) + 1)
+    return [(int(r[0]), int(r[-1]) + 1) for r in runs if len(r) <= max(2, RULE_WIDTH * length)]
+
+
+def _remove_rules(ink: np.ndarray) -> np.ndarray:
+    """Erase the lines of ruled or squared paper: two or more thin rows (columns) inked from edge to
+    edge. Strokes crossing a rule are bridged with the weaker of the ink just above and below it.
+    (One full-width run alone is left: it may be the bar of a tightly cropped 7.)"""
+    for axis in (0, 1):
+        view = ink if axis == 0 else ink.T
+        rules = _rules(np.count_nonzero(view > 0, axis=1) / view.shape[1], view.shape[0])
+        if len(rules) < 2:
+            continue
+        view = view.copy()
+        for start, stop in rules:
+            view[start:stop] = np.minimum(view[max(start - 1, 0)], view[min(stop, len(view) - 1)])
+        ink = view if axis == 0 else view.T
+    return ink
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
-    """8-connected component labels (0 = background) of a small boolean mask."""
+    """8-connected component labels (0 = background) of a small boolean mask: each pixel takes the
+    largest label around it, then the label that label's pixel holds (pointer jumping)."""
     labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
     while True:
         spread = np.where(mask, _window(labels, 3, np.maximum), 0)
+        spread = np.where(mask, spread.ravel()[np.maximum(spread, 1) - 1], 0)
         if np.array_equal(spread, labels):
             return labels
         labels = spread
@@ -227,8 +321,35 @@ def preprocess_image(gray: np.ndarray, size: int) -> np.ndarray:
 
 def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Read one digit image file and preprocess it; errors name the file."""
-    gray = read_grayscale(path, max_side=2 * WORK_SIDE)
+    gray = read_grayscale(path, max_side=WORK_SIDE)
     try:
         return preprocess_image(gray, size)
     except NeuroDigitsError as exc:
         raise type(exc)(f"{getattr(path, 'name', path)}: {exc}") from None
+
+
+def _load_one(job: tuple[str | Path | bytes, int]) -> np.ndarray | NeuroDigitsError:
+    """load_digit for a pool worker: the image, or the error (bytes are read as an upload)."""
+    source, size = job
+    try:
+        return load_digit(io.BytesIO(source) if isinstance(source, bytes) else source, size)
+    except NeuroDigitsError as exc:
+        return exc
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def load_digits(sources: Sequence[str | Path | bytes], size: int, workers: int | None = None,
+                chunk: int = PARALLEL_CHUNK) -> Iterator[np.ndarray | NeuroDigitsError]:
+    """load_digit over many files (or encoded images), in input order: each one's image, or its error.
+    Batches of at least two chunks are spread over `workers` processes (default: every core)."""
+    workers = min(workers or available_cores(), len(sources) // chunk)
+    jobs = ((source, size) for source in sources)
+    if workers < 2:
+        yield from map(_load_one, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_load_one, jobs, chunksize=chunk)

@@ -1,4 +1,6 @@
-"""Realistic test images from held-out digits: photos of ink on paper, and whole pages of numbers.
+"""Realistic test images from held-out digits: photos of ink on paper, scans (tight crops, 16 px,
+1-bit, 4-bit, low contrast, thick and thin strokes, ruled paper, EXIF-rotated photos), and whole
+pages of numbers.
 
 Every image is built from a digit of the embedded set's test split (never trained on), so the
 label is known. Used by the tests and by benchmarks/realistic.py and benchmarks/read_pages.py.
@@ -12,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset, prepare
-from neurodigits.inference import Classifier
+from neurodigits.inference import Classifier, classify
 from neurodigits.params import DataParams
 from neurodigits.preprocess import to_model_input
 
@@ -30,6 +33,23 @@ def clean_accuracy(classifier: Classifier) -> float:
     """The classifier's accuracy on the clean held-out digits: the figure realistic ones are compared to."""
     x, y, _ = held_out_digits(classifier.image_size)
     return float((classifier.probabilities(to_model_input(x)).argmax(1) == y).mean())
+
+
+def predict_path_accuracy(classifier: Classifier, images: list[bytes], labels: np.ndarray,
+                          classes: list[str]) -> tuple[float, int]:
+    """Accuracy of `predict` on encoded images (decoded and preprocessed exactly as it does; a refused
+    image counts as wrong) and how many were refused."""
+    from neurodigits.preprocess import load_digit  # noqa: PLC0415
+
+    correct = refused = 0
+    for image, label in zip(images, labels):
+        try:
+            digit = load_digit(io.BytesIO(image), classifier.image_size)
+        except NeuroDigitsError:
+            refused += 1
+            continue
+        correct += classify(classifier, digit[None])[0].label == classes[label]
+    return correct / len(images), refused
 
 
 def _paper(shape: tuple[int, int], rng: np.random.Generator, shadow: float) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +130,93 @@ def realistic_photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     gray = _finish(_paper(big, rng, rng.uniform(0, 0.35)), placed, rng, shape,
                    blur=rng.uniform(0, 1.2) * min(1.0, side / 60), noise=rng.uniform(0, 0.04))
     return _encode(1 - gray if rng.random() < 0.25 else gray, rng)
+
+
+SCAN_VARIANTS = ("tight", "16px", "binary", "4-bit", "low-contrast", "thick", "thin", "ruled", "exif-rotated")
+
+
+def _save(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _gray_image(gray: np.ndarray) -> Image.Image:
+    return Image.fromarray((np.clip(gray, 0, 1) * 255).round().astype(np.uint8))
+
+
+def _tight(digit: np.ndarray, side: int) -> np.ndarray:
+    """A 28x28 digit cropped to its ink, longer side scaled to `side` px: alpha in [0, 1], ink on every edge."""
+    rows, cols = np.nonzero(digit > 32)
+    crop = Image.fromarray(digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+    scale = side / max(crop.size)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BOX)
+    return np.asarray(crop, dtype=np.float32) / 255.0
+
+
+def _stroke_changed(digit: np.ndarray, pixels: int) -> np.ndarray:
+    """A 28x28 digit drawn 4x larger with strokes grown (pixels > 0) or shrunk by `pixels` at that size."""
+    big = Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC)
+    big = big.filter((ImageFilter.MaxFilter if pixels > 0 else ImageFilter.MinFilter)(2 * abs(pixels) + 1))
+    return np.asarray(big, dtype=np.float32) / 255.0
+
+
+def scan_variant(digit: np.ndarray, variant: str, rng: np.random.Generator) -> bytes:
+    """One held-out 28x28 digit as a scan of kind `variant` (one of SCAN_VARIANTS), encoded:
+    tight: cropped to the ink, 16 px scaled up to 64 (strokes touch the edges), dark on white;
+    16px: the whole 28x28 frame shrunk to 16x16; binary: a tight 16 px 1-bit PNG; 4-bit: a tight
+    16 px 16-level PNG; low-contrast: a tight 16 px scan, ink 0.1-0.2 darker than grey paper;
+    thick / thin: strokes grown or shrunk (marker / fine pencil) on paper; ruled: on lined or
+    squared paper; exif-rotated: a realistic photo stored rotated, upright only through its EXIF tag."""
+    if variant == "tight":
+        small = _tight(digit, 16)
+        up = Image.fromarray(small, mode="F").resize((small.shape[1] * 4, small.shape[0] * 4), Image.Resampling.BICUBIC)
+        return _save(_gray_image(0.97 - 0.9 * np.clip(np.asarray(up), 0, 1)))
+    if variant == "16px":
+        small = np.asarray(Image.fromarray(digit).resize((16, 16), Image.Resampling.BOX), dtype=np.float32) / 255
+        return _save(_gray_image(0.95 - 0.85 * small))
+    if variant == "binary":
+        return _save(Image.fromarray(_tight(digit, 16) < 0.5))
+    if variant == "4-bit":
+        return _save(_gray_image(np.round(15 * (1 - _tight(digit, 16))) / 15), bits=4)
+    if variant == "low-contrast":
+        paper, contrast = rng.uniform(0.7, 0.9), rng.uniform(0.1, 0.2)
+        gray = paper - contrast * _tight(digit, 16)
+        return _save(_gray_image(gray + rng.normal(0, 0.01, gray.shape)))
+    if variant in ("thick", "thin"):
+        alpha = _stroke_changed(digit, 4 if variant == "thick" else -2)
+        side = int(rng.integers(48, 160))
+        gray = np.asarray(_gray_image(0.92 - 0.8 * alpha).resize((side, side), Image.Resampling.BOX))
+        return _save(Image.fromarray(gray), "JPEG", quality=90)
+    if variant == "ruled":
+        side = int(rng.integers(64, 160))
+        alpha = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), np.float32) / 255
+        paper = np.full((side, side), rng.uniform(0.85, 0.97), np.float32)
+        gap, width, shade = side // int(rng.integers(3, 6)), max(1, side // 60), rng.uniform(0.15, 0.3)
+        offset = int(rng.integers(0, gap))
+        for start in range(offset, side, gap):
+            paper[start:start + width] -= shade
+            if rng.random() < 0.5:  # squared paper
+                paper[:, start:start + width] -= shade
+        gray = paper * (1 - alpha) + 0.1 * alpha
+        return _save(_gray_image(gray + rng.normal(0, 0.01, gray.shape)), "JPEG", quality=90)
+    if variant == "exif-rotated":
+        image = Image.open(io.BytesIO(realistic_photo(digit, rng))).convert("L")
+        orientation, transpose = [(6, Image.Transpose.ROTATE_90), (3, Image.Transpose.ROTATE_180),
+                                  (8, Image.Transpose.ROTATE_270)][int(rng.integers(0, 3))]
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # the viewer turns it back upright
+        return _save(image.transpose(transpose), "JPEG", quality=90, exif=exif)
+    raise ValueError(f"unknown scan variant {variant!r}; choose from {', '.join(SCAN_VARIANTS)}")
+
+
+def uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's `load_digits` (UCI optical digits: 1,797 digits by 43 writers, 8x8, 16 grey
+    levels, bright ink on dark, shipped offline in the wheel) as 8-bit images, and their labels."""
+    from sklearn.datasets import load_digits  # noqa: PLC0415 - benchmarks and tests only
+
+    digits = load_digits()
+    return np.round(digits.images * (255 / 16)).astype(np.uint8), digits.target
 
 
 @dataclass(frozen=True)

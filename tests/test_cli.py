@@ -15,7 +15,7 @@ from PIL import Image
 
 from neurodigits.inference import classify, load_classifier
 from neurodigits.preprocess import load_digit
-from neurodigits.synth import clean_accuracy, held_out_digits, realistic_photo
+from neurodigits.synth import clean_accuracy, held_out_digits, predict_path_accuracy, realistic_photo, scan_variant
 
 HEAVY = {"tensorflow", "keras", "mlflow", "scipy", "skimage"}
 
@@ -106,3 +106,13 @@ def test_realistic_photos_are_nearly_as_accurate_as_the_clean_split(export):
     right = sum(classify(classifier, load_digit(io.BytesIO(realistic_photo(d, rng)), 20)[None])[0].label
                 == classes[label] for d, label in zip(x[:400], y[:400]))
     assert right / 400 > clean_accuracy(classifier) - 0.06
+
+
+@pytest.mark.parametrize("variant", ["tight", "16px", "binary", "low-contrast"])
+def test_scans_are_nearly_as_accurate_as_the_clean_split(export, variant):
+    classifier = load_classifier(export)
+    x, y, classes = held_out_digits(28)
+    rng = np.random.default_rng(0)
+    accuracy, refused = predict_path_accuracy(classifier, [scan_variant(d, variant, rng) for d in x[:200]],
+                                              y[:200], classes)
+    assert refused == 0 and accuracy > clean_accuracy(classifier) - 0.06

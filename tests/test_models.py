@@ -103,6 +103,30 @@ def test_elastic_distortion_moves_pixels_by_its_magnitude():
     assert np.array_equal(RandomWarp(0.1, 0.1, 0.1, 1.5, sigma=3.0)(ramps, training=False), ramps)
 
 
+def test_appearance_augmentation_is_seeded_and_changes_only_what_it_names():
+    """Stroke width, resolution, blur and contrast: off at 0 (the warp alone, bit for bit), seeded, and each
+    one moving the images the way it says."""
+    from neurodigits.synth import held_out_digits  # noqa: PLC0415
+
+    digits = held_out_digits(20)[0][:16, ..., None].astype("float32") / 255.0
+    still = dict(rotation=0.0, shift=0.0, zoom=0.0, elastic=0.0, sigma=1.0, seed=3)
+
+    def augment(**looks):
+        return np.asarray(RandomWarp(**still, **looks)(digits, training=True))
+
+    plain = augment()
+    assert np.allclose(plain, digits, atol=1e-5)  # no warp, no looks: the digits as they are
+    assert np.array_equal(augment(stroke=0.0, blur=0.0, contrast=0.0, resolution=0.0), plain)
+    stroke = augment(stroke=1.0)
+    assert np.array_equal(stroke, augment(stroke=1.0))  # seeded
+    inked = (stroke > 0.5).sum(axis=(1, 2, 3)) - (plain > 0.5).sum(axis=(1, 2, 3))
+    assert (inked > 0).any() and (inked < 0).any()  # some grown, some thinned
+    for looks in ({"blur": 1.5}, {"resolution": 1.0}):  # softer edges: less energy in pixel-to-pixel steps
+        assert np.abs(np.diff(augment(**looks), axis=2)).sum() < np.abs(np.diff(plain, axis=2)).sum()
+    faint = augment(contrast=0.5)
+    assert faint.max() <= 1.0 and faint.sum() < plain.sum()
+
+
 def test_early_stopping_restores_the_best_weights():
     set_determinism(1)
     rng = np.random.default_rng(1)

@@ -20,7 +20,7 @@ from neurodigits.preprocess import (
     preprocess_image,
     read_grayscale,
 )
-from neurodigits.synth import held_out_digits, realistic_photo
+from neurodigits.synth import SCAN_VARIANTS, held_out_digits, realistic_photo, scan_variant, uci_digits
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,16 @@ def test_broken_stroke_is_kept_and_dust_is_dropped(digits):
     assert similarity(preprocess_image(gray, 28), digits[0][0]) > 0.7
 
 
+def ruled_paper(squared: bool) -> np.ndarray:
+    paper = np.full((120, 150), 0.9)
+    paper[12::25] = 0.7
+    if squared:
+        paper[:, 12::25] = 0.7
+    return paper
+
+
 @pytest.mark.parametrize("gray", [np.full((50, 60), 0.8), np.random.default_rng(0).normal(0.7, 0.01, (300, 200)),
-                                  np.tile(np.linspace(0.4, 0.9, 100), (80, 1))])
+                                  np.tile(np.linspace(0.4, 0.9, 100), (80, 1)), ruled_paper(False), ruled_paper(True)])
 def test_blank_images_are_refused(gray):
     with pytest.raises(BlankImageError, match="blank"):
         preprocess_image(np.clip(gray, 0, 1), 20)
@@ -102,3 +110,34 @@ def test_preprocess_imports_neither_scipy_nor_skimage():
     code = "import sys, neurodigits.preprocess; print(sorted({m.split('.')[0] for m in sys.modules}))"
     modules = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "scipy" not in modules and "skimage" not in modules
+
+
+@pytest.mark.parametrize("variant", SCAN_VARIANTS)
+def test_scans_are_never_refused_and_look_like_the_clean_digit(digits, variant):
+    """Tight crops with ink on every edge, 16 px, 1-bit, 4-bit, faint ink, thick and thin strokes, ruled
+    paper, EXIF-rotated photos: each read back close to the clean digit."""
+    rng = np.random.default_rng(0)
+    scores = [similarity(load_digit(io.BytesIO(scan_variant(d, variant, rng)), 20), preprocess_image(d / 255.0, 20))
+              for d in digits[0][:20]]
+    assert np.mean(scores) > 0.9
+
+
+def test_uci_digits_read_the_same_in_either_polarity():
+    """load_digits (8x8, 16 grey levels, cropped tight to the ink) upscaled: never refused, polarity-free."""
+    images, _ = uci_digits()
+
+    def png(image: np.ndarray) -> io.BytesIO:
+        buffer = io.BytesIO()
+        Image.fromarray(image).resize((32, 32), Image.Resampling.BICUBIC).save(buffer, "PNG")
+        return buffer
+
+    scores = [similarity(load_digit(png(d), 20), load_digit(png(255 - d), 20)) for d in images[:40]]
+    assert np.mean(scores) > 0.97
+
+
+def test_16_bit_scans_use_their_own_range(tmp_path: Path, digits):
+    deep = (65535 * 0.3 + 65535 * 0.4 * (1 - digits[0][2] / 255.0)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    gray = read_grayscale(tmp_path / "deep.png")
+    assert gray.min() == 0 and gray.max() == 1
+    assert similarity(load_digit(tmp_path / "deep.png", 28), digits[0][2]) > 0.9
