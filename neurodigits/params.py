@@ -302,7 +302,8 @@ def project_root() -> Path:
 def resolve_path(path: str) -> Path:
     """A path from params.yaml: `~` expanded, relative paths taken from the project root (DVC_ROOT), so
     they resolve the same in `dvc exp run --temp/--queue` copies."""
-    return project_root() / Path(path).expanduser()
+    path, root = Path(path).expanduser(), project_root()
+    return path if path.is_absolute() or root == Path.cwd().resolve() else root / path  # short paths in messages
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
