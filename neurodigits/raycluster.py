@@ -44,7 +44,7 @@ def start_node(env: dict[str, str], log: Path, *args: str, cpus: int = 1) -> sub
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_node(node: subprocess.Popen, grace: float = 10) -> None:
+def stop_node(node: subprocess.Popen, grace: float = 5) -> None:
     """End a node's process group (its workers exit with its raylet); SIGKILL after `grace` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -70,8 +70,8 @@ def loopback_cluster(nodes: int = 2, cpus: int = 1, env: dict[str, str] | None =
                      timeout: float = 300) -> Iterator[Cluster]:
     """Start a head and `nodes - 1` worker nodes of `cpus` CPUs each; stop them all on exit, even on failure."""
     root = Path(tempfile.mkdtemp(prefix="nd-ray-"))  # short: Ray's socket paths live under it
-    env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, "RAY_raylet_start_wait_time_s": "300", **(env or {}),  # patience on a busy machine
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     port = free_port()
     address = f"{LOOPBACK}:{port}"
     started: list[subprocess.Popen] = []
@@ -79,18 +79,19 @@ def loopback_cluster(nodes: int = 2, cpus: int = 1, env: dict[str, str] | None =
         started.append(start_node(env, root / "node-0.log", "--head", "--port", str(port), "--temp-dir",
                                   str(root / "tmp"), "--include-dashboard=false", "--ray-client-server-port",
                                   str(free_port()), cpus=cpus))
-        deadline, ids = time.monotonic() + timeout, []
-        while socket.socket().connect_ex((LOOPBACK, port)) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        for n in range(1, nodes + 1):
-            while len(alive := alive_nodes(address, env)) < n and time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout
+        for count in (1, nodes):  # the head up, then the workers (a custom resource each tells them apart)
+            while (len(alive := alive_nodes(address, env)) < count and time.monotonic() < deadline
+                   and all(node.poll() is None for node in started)):
                 time.sleep(1)
-            if len(alive) < n:
-                logs = "".join((root / f"node-{i}.log").read_text()[-2000:] for i in range(n))
-                raise RuntimeError(f"the loopback Ray cluster did not reach {n} nodes in {timeout} s:\n{logs}")
-            ids += [node["NodeID"] for node in alive if node["NodeID"] not in ids]
-            if n < nodes:
-                started.append(start_node(env, root / f"node-{n}.log", "--address", address, cpus=cpus))
+            if len(alive) < count:
+                logs = "".join((root / f"node-{i}.log").read_text()[-2000:] for i in range(len(started)))
+                raise RuntimeError(f"the loopback Ray cluster did not reach {count} nodes:\n{logs}")
+            for n in range(len(started), nodes):
+                started.append(start_node(env, root / f"node-{n}.log", "--address", address,
+                                          "--resources", json.dumps({f"node-{n}": 1}), cpus=cpus))
+        names = ["node:__internal_head__"] + [f"node-{n}" for n in range(1, nodes)]
+        ids = [next(node["NodeID"] for node in alive if name in node["Resources"]) for name in names]
         yield Cluster(address, env, started, ids)
     finally:
         for node in reversed(started):
