@@ -44,7 +44,8 @@ def wait_for_an_epoch(project: Path, process: subprocess.Popen) -> None:
 
 def test_signals_mark_runs_killed(tmp_path: Path):
     project = copy_project(tmp_path / "p", data={"limit": 1000}, train={"epochs": 100000})
-    run([sys.executable, "-m", "stages.prepare"], project)
+    for stage in ("prepare", "resolve"):
+        run([sys.executable, "-m", f"stages.{stage}"], project)
 
     killed, live = start_training(project), start_training(project)
     for process in (killed, live):
