@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
@@ -12,12 +13,13 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import Classifier, classify
+from neurodigits.inference import BatchingClassifier, Classifier, classify, load_classifier
 from neurodigits.preprocess import BlankImageError, ImageTooLargeError, load_digit
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 STATUS = {BlankImageError: 422, ImageTooLargeError: 413}  # anything else unreadable: 415
+MODEL_ENV = "NEURODIGITS_SERVE_MODEL"  # what each worker process of `serve --workers N` loads
 
 
 def _png_data_url(image) -> str:
@@ -27,7 +29,9 @@ def _png_data_url(image) -> str:
 
 
 def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The web app around one loaded model."""
+    """The web app around one loaded model. Requests are handled in worker threads (the event loop only
+    parses them), and concurrent ones share model calls."""
+    classifier = BatchingClassifier(classifier)
     app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -62,3 +66,9 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES)
                 "probabilities": prediction.probabilities, "input": _png_data_url(image)}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `serve --workers N` process: the model named in $NEURODIGITS_SERVE_MODEL (empty: the
+    default export), its runtime on one thread, since every core runs a worker."""
+    return create_app(load_classifier(os.environ.get(MODEL_ENV) or None, num_threads=1))
