@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 from neurodigits.inference import load_classifier
 from neurodigits.preprocess import load_digit, to_model_input
 from neurodigits.synth import held_out_digits, realistic_photo
+from neurodigits.tracking import tracking_uri
 
 BIN = Path(sys.executable).parent
 
@@ -99,8 +101,9 @@ def measure(name: str, cmd: list[str], ping: str, send, args: argparse.Namespace
     """Start a server, warm it up, load it, stop it; how it went, its exit code if it died."""
     port = free_port()
     cmd = [c.replace("{port}", str(port)) for c in cmd]
-    log = open(f"serve_{name}.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    log = open(Path(tempfile.gettempdir()) / f"neurodigits_serve_{name}.log", "w")  # noqa: SIM115 - server's lifetime
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri()}  # the project's store, for both MLflow servers
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         if not wait_until_up(base + ping, server):
