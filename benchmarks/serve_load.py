@@ -102,7 +102,8 @@ def measure(name: str, cmd: list[str], ping: str, send, args: argparse.Namespace
     port = free_port()
     cmd = [c.replace("{port}", str(port)) for c in cmd]
     log = open(Path(tempfile.gettempdir()) / f"neurodigits_serve_{name}.log", "w")  # noqa: SIM115 - server's lifetime
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri()}  # the project's store, for both MLflow servers
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(),  # the project's store, for both MLflow servers
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow runs `uvicorn` from PATH
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
