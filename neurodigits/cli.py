@@ -6,40 +6,101 @@ Imports stay inside the commands: `predict` on the TFLite export must start with
 from __future__ import annotations
 
 import argparse
+import csv
+import glob
+import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from neurodigits import NeuroDigitsError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MODEL_BATCH = 256  # images per model call
+PROGRESS_MIN = 100  # a progress bar for batches at least this large (on a terminal)
 MODEL_HELP = ("an export folder, a .tflite file, or an MLflow model URI such as models:/neurodigits/3 or "
               "models:/neurodigits@champion (default: models/export)")
 
 
-def predict(args: argparse.Namespace) -> int:
-    """Classify each image; one line (or JSON record) per image, one error line per bad file."""
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Files as given, folders as their image files and glob patterns as their matches (each sorted).
+    An input that names nothing stays as given, so that it gets an error record of its own."""
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif glob.has_magic(item) and not path.exists():
+            found = sorted(glob.glob(item, recursive=True))
+        else:
+            found = []
+        files.extend(found or [item])
+    return files
+
+
+def _records(files: list[str], args: argparse.Namespace) -> Iterator[dict]:
+    """One record per file, in order: the prediction, or the error. Images are preprocessed across
+    processes for large batches and classified a batch at a time."""
+    import numpy as np  # noqa: PLC0415
+
     from neurodigits.inference import classify, load_classifier  # noqa: PLC0415
-    from neurodigits.preprocess import load_digit  # noqa: PLC0415
+    from neurodigits.preprocess import load_digits  # noqa: PLC0415
 
     classifier = load_classifier(args.model)
-    results, failed = [], 0
-    for path in args.images:
-        try:
-            prediction = classify(classifier, load_digit(path, classifier.image_size)[None])[0]
-        except NeuroDigitsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+    results = load_digits(files, classifier.image_size, workers=args.workers)
+    for start in range(0, len(files), MODEL_BATCH):
+        batch = list(itertools.islice(results, MODEL_BATCH))
+        good = [r for r in batch if not isinstance(r, NeuroDigitsError)]
+        predictions = iter(classify(classifier, np.stack(good)) if good else [])
+        for path, result in zip(files[start:start + MODEL_BATCH], batch):
+            if isinstance(result, NeuroDigitsError):
+                yield {"file": path, "error": str(result)}
+            else:
+                p = next(predictions)
+                yield {"file": path, "digit": p.label, "probability": p.probability,
+                       "top": [{"digit": label, "probability": q} for label, q in p.top]}
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Classify each image: a line per image (or one JSON / CSV record per input, in input order);
+    an error line on stderr per bad file, and a non-zero exit if there was one."""
+    files = expand_inputs(args.images)
+    show = not args.quiet and len(files) >= PROGRESS_MIN and sys.stderr.isatty()
+    if show:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=len(files), unit="img", file=sys.stderr)
+    records, failed = [], 0
+    for record in _records(files, args):
+        if show:
+            bar.update()
+        if "error" in record:
             failed += 1
-            continue
-        if args.json:
-            results.append({"file": path, "digit": prediction.label, "probability": prediction.probability,
-                            "top": [{"digit": label, "probability": p} for label, p in prediction.top]})
-        else:
-            top = ", ".join(f"{label} {p:.1%}" for label, p in prediction.top)
-            print(f"{path}: {prediction.label} ({prediction.probability:.1%})  top-3: {top}")
+            print(f"error: {record['error']}", file=sys.stderr)
+        elif not (args.json or args.csv):
+            top = ", ".join(f"{t['digit']} {t['probability']:.1%}" for t in record["top"])
+            print(f"{record['file']}: {record['digit']} ({record['probability']:.1%})  top-3: {top}")
+        records.append(record)
+    if show:
+        bar.close()
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(records, indent=2))
+    if args.csv:
+        write_csv(args.csv, records)
     return 1 if failed else 0
+
+
+def write_csv(path: str, records: list[dict]) -> None:
+    """file, digit, probability, top ("7 0.98; 1 0.01; ..."), error: one row per record, written atomically."""
+    from neurodigits.io import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "digit", "probability", "top", "error"])
+        for r in records:
+            top = "; ".join(f"{t['digit']} {t['probability']:.6f}" for t in r.get("top", []))
+            writer.writerow([r["file"], r.get("digit", ""), r.get("probability", ""), top, r.get("error", "")])
 
 
 def read(args: argparse.Namespace) -> int:
@@ -69,15 +130,26 @@ def read(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the drawing page and JSON API with uvicorn until interrupted."""
+    """Run the drawing page and JSON API with uvicorn until interrupted: one worker process per core
+    for a TFLite export, one for an MLflow model (TensorFlow uses every core itself)."""
+    import os  # noqa: PLC0415
+
     import uvicorn  # noqa: PLC0415
 
-    from neurodigits.inference import load_classifier  # noqa: PLC0415
-    from neurodigits.server import create_app  # noqa: PLC0415
+    from neurodigits.inference import MLFLOW_SCHEMES, load_classifier  # noqa: PLC0415
+    from neurodigits.preprocess import available_cores  # noqa: PLC0415
+    from neurodigits.server import MODEL_ENV, SAMPLES_ENV, create_app  # noqa: PLC0415
 
-    app = create_app(load_classifier(args.model), samples_dir=args.samples)
-    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    workers = args.workers or (1 if str(args.model).startswith(MLFLOW_SCHEMES) else available_cores())
+    classifier = load_classifier(args.model)  # a bad model stops here, with one line
+    print(f"serving on http://{args.host}:{args.port}/ with {workers} worker(s) (Ctrl-C to stop)", file=sys.stderr)
+    if workers == 1:
+        app = create_app(classifier, samples_dir=args.samples)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    else:
+        os.environ[MODEL_ENV], os.environ[SAMPLES_ENV] = str(args.model or ""), str(args.samples)
+        uvicorn.run("neurodigits.server:app_from_env", factory=True, workers=workers, host=args.host,
+                    port=args.port, log_level="warning")
     return 0
 
 
@@ -130,9 +202,14 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("predict", help="classify images of one digit each (PNG/JPEG, any size, either polarity)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (searched recursively) or "
+                   "quoted glob patterns such as 'scans/**/*.png'")
     p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one record per input in input order "
+                   "(failures as records with an 'error' field)")
+    p.add_argument("--csv", metavar="FILE", help="also write one CSV row per input, in input order")
+    p.add_argument("--workers", type=int, help="processes for preprocessing large batches (default: every core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=predict)
 
     p = commands.add_parser("read", help="read the handwritten characters on a page, line by line, word by word")
@@ -148,6 +225,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--samples", type=Path, default=Path("data/user"),
                    help="where teach mode saves labelled samples, a folder per class (default: data/user)")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per core for a TFLite export, "
+                   "one for an MLflow model)")
     p.set_defaults(run=serve)
 
     p = commands.add_parser("tune", help="hyperparameter sweep over params.yaml's tune.space (Ray Tune, Optuna, "

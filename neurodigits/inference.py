@@ -8,9 +8,11 @@ import io
 import json
 import math
 import os
+import queue
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -90,9 +92,9 @@ class Classifier(Protocol):
 class TFLiteClassifier:
     """The TFLite export, with the image size and class names from its metadata.json (if any)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, num_threads: int | None = None) -> None:
         self.source = str(path)
-        self.predictor = TFLitePredictor(path)
+        self.predictor = TFLitePredictor(path, num_threads)
         metadata_file = path.parent / METADATA_FILE
         metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
         self.image_size = int(metadata.get("image_size") or math.isqrt(self.predictor.input_size))
@@ -138,6 +140,40 @@ class MLflowClassifier:
             return np.asarray(self.model.predict(np.asarray(x, dtype=np.float32)), dtype=np.float64)
 
 
+class BatchingClassifier:
+    """A classifier shared by many threads (a server's requests): one thread runs the model, on everything
+    that is waiting at once. An idle server answers a lone request straight away; under load, concurrent
+    requests share a model call (which pays where a call costs more than an image, as through MLflow),
+    and the model is never called from two threads at a time."""
+
+    def __init__(self, classifier: Classifier, max_batch: int = 64) -> None:
+        self.classifier, self.max_batch = classifier, max_batch
+        self.image_size, self.classes, self.source = classifier.image_size, classifier.classes, classifier.source
+        self._queue: queue.Queue[tuple[np.ndarray, Future]] = queue.Queue()
+        threading.Thread(target=self._serve, daemon=True, name="model").start()
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        done: Future = Future()
+        self._queue.put((np.asarray(x, dtype=np.float32), done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            waiting = [self._queue.get()]
+            while len(waiting) < self.max_batch and not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            try:
+                out = self.classifier.probabilities(np.concatenate([x for x, _ in waiting]))
+            except Exception as exc:  # every waiting request gets the model's error
+                for _, done in waiting:
+                    done.set_exception(exc)
+                continue
+            start = 0
+            for x, done in waiting:
+                done.set_result(out[start:start + len(x)])
+                start += len(x)
+
+
 def default_model() -> Path:
     """models/export under the current folder, else under this project's root."""
     candidates = [Path.cwd() / EXPORT_DIR, Path(__file__).resolve().parents[1] / EXPORT_DIR]
@@ -148,8 +184,9 @@ def default_model() -> Path:
                            "run `dvc repro` first or pass --model")
 
 
-def load_classifier(model: str | Path | None = None) -> Classifier:
-    """An export folder, a .tflite file, or an MLflow model URI (models:/name/3, models:/name@alias)."""
+def load_classifier(model: str | Path | None = None, num_threads: int | None = None) -> Classifier:
+    """An export folder, a .tflite file, or an MLflow model URI (models:/name/3, models:/name@alias).
+    `num_threads` caps the TFLite runtime's threads (default: its own choice)."""
     if model is None:
         model = default_model()
     if str(model).startswith(MLFLOW_SCHEMES):
@@ -160,7 +197,7 @@ def load_classifier(model: str | Path | None = None) -> Classifier:
     if not path.is_file():
         raise NeuroDigitsError(f"{model}: no such model; give an export folder, a .tflite file "
                                "or an MLflow URI like models:/neurodigits@champion")
-    return TFLiteClassifier(path)
+    return TFLiteClassifier(path, num_threads)
 
 
 @dataclass(frozen=True)

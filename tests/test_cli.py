@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -116,3 +117,31 @@ def test_scans_are_nearly_as_accurate_as_the_clean_split(export, variant):
     accuracy, refused = predict_path_accuracy(classifier, [scan_variant(d, variant, rng) for d in x[:200]],
                                               y[:200], classes)
     assert refused == 0 and accuracy > clean_accuracy(classifier) - 0.06
+
+
+def test_folders_and_globs_give_one_record_per_input_in_order(export, photos, tmp_path):
+    """80 files (enough for the process pool), a glob, a bad file and a missing one: one JSON record and
+    one CSV row each, in input order, failures as error records, a non-zero exit, no TensorFlow."""
+    folder = tmp_path / "scans" / "batch"
+    folder.mkdir(parents=True)
+    for i in range(80):
+        (folder / f"{i:03d}.jpg").write_bytes(photos[i % len(photos)][0].read_bytes())
+    (tmp_path / "bad.png").write_text("not an image")
+    inputs = [str(tmp_path / "scans"), str(tmp_path / "bad.png"), str(folder / "00*.jpg"), str(tmp_path / "gone.png")]
+    code = ("import sys, json; from neurodigits.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))")
+    result = subprocess.run([PYTHON, "-c", code, "predict", "--json", "--quiet", "--csv", tmp_path / "out.csv",
+                             "--model", export, *inputs], capture_output=True, text=True, env=ENV)
+    rc, imported = json.loads(result.stdout.splitlines()[-1])
+    records = json.loads("\n".join(result.stdout.splitlines()[:-1]))
+    expected = ([str(folder / f"{i:03d}.jpg") for i in range(80)] + [str(tmp_path / "bad.png")]
+                + [str(folder / f"{i:03d}.jpg") for i in range(10)] + [str(tmp_path / "gone.png")])
+    assert [r["file"] for r in records] == expected and rc == 1
+    assert [r["file"] for r in records if "error" in r] == [str(tmp_path / "bad.png"), str(tmp_path / "gone.png")]
+    assert records[0]["digit"] == records[80 + 1]["digit"]  # the same image, the same answer
+    assert not set(imported) & HEAVY, set(imported) & HEAVY
+    with open(tmp_path / "out.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["file"] for row in rows] == expected and rows[80]["error"].endswith("not a readable image "
+                                                                                   "(UnidentifiedImageError); "
+                                                                                   "give a PNG or JPEG file")

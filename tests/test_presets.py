@@ -24,8 +24,8 @@ def test_every_preset_is_valid_and_the_readme_table_comes_from_presets_yaml():
 
 def test_a_preset_command_is_what_dvc_exp_run_takes():
     [cnn] = [p for name, p in load_presets().items() if name == "cnn"]
-    assert cnn.command() == ("dvc exp run -S model.kind=cnn -S train.augment=true -S train.augment_stroke=0.5 "
-                             "-S train.augment_resolution=1.0 -S train.augment_blur=1.0 -S train.augment_contrast=0.3")
+    assert cnn.command() == ("dvc exp run -S model.kind=cnn -S train.augment=true -S train.augment_stroke=0.3 "
+                             "-S train.augment_resolution=0.5 -S train.augment_blur=0.5 -S train.augment_contrast=0.2")
 
 
 def test_a_bad_preset_is_one_line(tmp_path: Path):

@@ -105,6 +105,7 @@ def test_drawing_on_the_canvas_shows_the_prediction(url, export):
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 900, "height": 620})
         page.goto(url)
+        empty_before = page.locator("#input").is_hidden() and page.locator("#input-box").is_visible()
         box = page.locator("#canvas").bounding_box()
         cell = box["width"] / 28
         for row in range(28):  # trace the digit's ink, row by row, as pen strokes
@@ -118,6 +119,7 @@ def test_drawing_on_the_canvas_shows_the_prediction(url, export):
         page.wait_for_function("document.getElementById('digit').textContent !== '?'")
         page.wait_for_timeout(800)  # let the last stroke's prediction land
         shown = page.locator("#digit").text_content()
+        input_shown = page.locator("#input").is_visible() and page.locator("#input-box").is_hidden()
         bars = page.locator(".bar").count()
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT_DIR / "serve_page.png"))
@@ -125,3 +127,4 @@ def test_drawing_on_the_canvas_shows_the_prediction(url, export):
         cleared = page.locator("#digit").text_content()
         browser.close()
     assert shown == classes[y[index]] and bars == 10 and cleared == "?"
+    assert empty_before and input_shown  # an empty box, not a broken image, before the first prediction

@@ -73,3 +73,31 @@ def test_predict_with_a_registered_model(store, uri, tmp_path):
                             capture_output=True, text=True, env={**ENV, **store})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"{path}: ") and "top-3: " in result.stdout
+
+
+def test_neurodigits_serve_holds_concurrent_clients_on_a_registered_model(store):
+    """The MLflow path of `neurodigits serve` (one TensorFlow model, shared by all request threads):
+    8 clients at once, every request answered."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from neurodigits.synth import realistic_photo  # noqa: PLC0415
+
+    x, _, _ = held_out_digits(28)
+    rng = np.random.default_rng(0)
+    photos = [realistic_photo(d, rng) for d in x[:8]]
+    port = free_port()
+    server = start_server([PYTHON, "-m", "neurodigits.cli", "serve", "--model", "models:/neurodigits@champion",
+                           "--port", str(port)], f"http://127.0.0.1:{port}/api/info", timeout=180, **store)
+
+    def client(photo: bytes) -> list[int]:
+        with httpx.Client(timeout=60) as http:
+            return [http.post(f"http://127.0.0.1:{port}/api/predict",
+                              files={"file": ("d.jpg", photo, "image/jpeg")}).status_code for _ in range(4)]
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for result in pool.map(client, photos) for s in result]
+        alive = server.poll() is None
+    finally:
+        stop_server(server)
+    assert statuses == [200] * 32 and alive

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -12,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import Classifier, classify
+from neurodigits.inference import BatchingClassifier, Classifier, classify, load_classifier
 from neurodigits.preprocess import (
     WORK_SIDE,
     BlankImageError,
@@ -26,6 +27,7 @@ from neurodigits.samples import USER_DIR, BadLabelError, check_label, sample_cou
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 STATUS = {BlankImageError: 422, ImageTooLargeError: 413, BadLabelError: 422}  # anything else unreadable: 415
+MODEL_ENV, SAMPLES_ENV = "NEURODIGITS_SERVE_MODEL", "NEURODIGITS_SAMPLES"  # what each `serve --workers N` process uses
 
 
 def _png_data_url(image) -> str:
@@ -50,7 +52,9 @@ def _upload(request: Request, file: UploadFile, max_upload_bytes: int) -> io.Byt
 
 def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                samples_dir: Path = USER_DIR) -> FastAPI:
-    """The web app around one loaded model; teach mode saves samples into `samples_dir`."""
+    """The web app around one loaded model; teach mode saves samples into `samples_dir`. Requests are handled in
+    worker threads (the event loop only parses them), and concurrent ones share model calls."""
+    classifier = BatchingClassifier(classifier)
     app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -95,3 +99,10 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         return {"label": label, "file": path.name, "counts": sample_counts(samples_dir)}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `serve --workers N` process: the model named in $NEURODIGITS_SERVE_MODEL (empty: the
+    default export), its runtime on one thread, since every core runs a worker."""
+    return create_app(load_classifier(os.environ.get(MODEL_ENV) or None, num_threads=1),
+                      samples_dir=Path(os.environ.get(SAMPLES_ENV) or USER_DIR))

@@ -6,6 +6,7 @@ const digitEl = document.getElementById("digit");
 const probabilityEl = document.getElementById("probability");
 const barsEl = document.getElementById("bars");
 const inputEl = document.getElementById("input");
+const inputBoxEl = document.getElementById("input-box");
 const errorEl = document.getElementById("error");
 let drawing = false, last = null, pending = false, dirty = false, timer = null;
 let classes = [..."0123456789"];  // replaced by the model's own classes from /api/info
@@ -18,6 +19,8 @@ function clear() {
   probabilityEl.textContent = "draw one";
   errorEl.textContent = "";
   inputEl.removeAttribute("src");
+  inputEl.hidden = true;  // an empty box until the first prediction, not a broken image
+  inputBoxEl.hidden = false;
   showBars({});
 }
 
@@ -78,6 +81,9 @@ async function send(blob, name) {
     digitEl.textContent = body.digit;
     probabilityEl.textContent = `${(100 * body.probability).toFixed(1)}% sure`;
     inputEl.src = body.input;
+    inputEl.alt = "what the model sees";
+    inputEl.hidden = false;
+    inputBoxEl.hidden = true;
     showBars(body.probabilities, body.digit);
   } catch (err) {
     errorEl.textContent = `server unreachable (${err})`;
