@@ -40,7 +40,7 @@ def test_plots_draw_in_a_browser_with_the_network_blocked(tiny_project: Path, pa
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page()
-        page.on("pageerror", errors.append)
+        page.on("pageerror", lambda error: errors.append(error))
         page.route(re.compile(r"^https?://"), lambda route: (requested.append(route.request.url), route.abort()))
         page.goto((tiny_project / "plots-html" / "show" / "index.html").as_uri())
         page.wait_for_function("document.querySelectorAll('.vega-embed svg.marks').length === 3", timeout=30000)
