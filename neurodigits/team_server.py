@@ -110,11 +110,11 @@ def start_mlflow(store_uri: str, artifacts: Path, host: str, port: int, workers:
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Send `sig` to a server (its workers follow); kill its process group if it takes over 30 s."""
+    """Send `sig` to a server (its workers follow); kill its process group if it takes over 15 s."""
     if process.poll() is None:
         process.send_signal(sig)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

@@ -115,7 +115,7 @@ def run_trial(config: dict[str, Any], data: Prepared, params: Params) -> None:
     def report(epoch: int, logs: dict) -> None:
         metrics = {**logs, "epoch": epoch + 1, "train_seconds": time.perf_counter() - started}
         if epoch + 1 == trial.train.epochs:
-            test = split_metrics(model.predict(to_model_input(data.x_test), verbose=0), data.y_test)
+            test = split_metrics(model.predict(to_model_input(data.x_test), verbose=0), data.y_test, data.classes)
             metrics |= {"test_accuracy": test["accuracy"], "test_misclassified": test["misclassified"],
                         "weights_sha256": weights_sha256(model)}
         tune.report({**metrics, "node_id": node})

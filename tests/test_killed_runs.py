@@ -23,15 +23,19 @@ def runs(project: Path) -> dict[int, tuple[str, str]]:
 
 
 def start_training(project: Path) -> subprocess.Popen:
-    """`python -m stages.train`, what dvc runs."""
-    return subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=project_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """`python -m stages.train`, what dvc runs; stderr goes to a file (a pipe nobody reads could fill and block it)."""
+    log = project / f"train-{time.monotonic_ns()}.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=project_env(),
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    process.log = log
+    return process
 
 
 def wait_for_an_epoch(project: Path, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert process.poll() is None, process.log.read_text()[-3000:]
         if (project / "mlflow" / "mlflow.db").exists() and process.pid in runs(project):
             with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
                 if db.execute("select count(*) from metrics where run_uuid = ? and key = 'loss'",
@@ -61,5 +65,5 @@ def test_signals_mark_runs_killed(tmp_path: Path):
     for process, sig in ((live, signal.SIGTERM), (last, signal.SIGINT)):
         process.send_signal(sig)
         assert process.wait(timeout=60) == 130
-        assert process.stderr.read().endswith("error: interrupted\n")
+        assert process.log.read_text().endswith("error: interrupted\n")
         assert runs(project)[process.pid][1] == "KILLED"

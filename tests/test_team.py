@@ -55,7 +55,7 @@ def team_server() -> dict:
         time.sleep(0.5)
     yield {"url": url, "root": root / "server"}
     server.send_signal(signal.SIGINT)
-    assert server.wait(timeout=90) == 0, log.read_text()[-3000:]
+    assert server.wait(timeout=120) == 0, log.read_text()[-3000:]
     assert not (root / "server" / "postgres" / "postmaster.pid").exists(), "PostgreSQL was not shut down"
     shutil.rmtree(root)
 
@@ -119,7 +119,7 @@ def test_predict_the_champion_from_another_clone(team: dict, tmp_path: Path):
 
 def assert_pulled_clone_is_complete(clone: Path, image: Path) -> None:
     """`dvc status` clean, `dvc repro` runs nothing, and the pulled export predicts: no training needed."""
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout
+    assert run(["dvc", "status"], clone).stdout.split() == ["resolve:", "always", "changed"]  # only the parent pin
     assert "Running stage" not in run(["dvc", "repro"], clone).stdout.replace("Running stage 'resolve'", "")
     assert run(["neurodigits", "predict", str(image)], clone).stdout.startswith(f"{image}: ")
 

@@ -155,7 +155,7 @@ def test_fine_tune_a_registered_champion_through_dvc_and_mlflow(project: Path):
 
 @pytest.mark.parametrize("uri, expected", [
     ("models:/neurodigits/99", "train.init_from models:/neurodigits/99: no such model in the MLflow store"),
-    ("models/nowhere", "train.init_from 'models/nowhere': {root}/models/nowhere is not an export folder (no "
+    ("models/nowhere", "train.init_from 'models/nowhere': models/nowhere is not an export folder (no "
                        "model.keras and metadata.json); give models/export of a run or models:/neurodigits@champion"),
 ])
 def test_a_bad_parent_is_one_line_and_no_output(uri, expected, tmp_path, monkeypatch, capsys):
