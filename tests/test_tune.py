@@ -93,8 +93,8 @@ def test_the_winner_command_is_what_differs_from_params_yaml_shell_quoted():
     cnn = trial_params(load_presets()["cnn"].apply(base), {"model.hidden_units": [25, 15], "train.learning_rate": 3e-3})
     assert reproduce_command(cnn, base) == ("dvc exp run -S model.kind=cnn -S train.learning_rate=0.003 "
                                             "-S train.validation_fraction=0.2 -S train.augment=true "
-                                            "-S train.augment_stroke=0.3 -S train.augment_blur=0.5 -S train.augment_contrast=0.2 "
-                                            "-S train.augment_resolution=0.5")
+                                            "-S train.augment_stroke=0.3 -S train.augment_blur=0.5 "
+                                            "-S train.augment_contrast=0.2 -S train.augment_resolution=0.5")
 
 
 # A real Ray cluster on this machine: two nodes of 1 CPU each on loopback; node failures detected within ~2 s.
