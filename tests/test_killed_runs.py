@@ -23,11 +23,14 @@ def runs(project: Path) -> dict[int, tuple[str, str]]:
 
 
 def start_training(project: Path) -> subprocess.Popen:
-    """`python -m stages.train`, what dvc runs; stderr goes to a file (a pipe nobody reads could fill and block it)."""
+    """`python -m stages.train`, what dvc runs. Its stderr goes to a file (a pipe nobody reads could fill and block
+    it); SIGINT is restored to the default, as in a terminal, also when the tests run as a background job (which
+    starts its children with SIGINT ignored)."""
     log = project / f"train-{time.monotonic_ns()}.log"
     with open(log, "w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=project_env(),
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+                                   stdout=subprocess.DEVNULL, stderr=stderr,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.log = log
     return process
 
@@ -47,7 +50,10 @@ def wait_for_an_epoch(project: Path, process: subprocess.Popen) -> None:
 
 
 def test_signals_mark_runs_killed(tmp_path: Path):
-    project = copy_project(tmp_path / "p", data={"limit": 1000}, train={"epochs": 100000})
+    # batch 1, one step per call: epochs of a second or so, so three runs logging each epoch do not keep the
+    # SQLite store locked
+    project = copy_project(tmp_path / "p", data={"limit": 1000},
+                           train={"epochs": 100000, "batch_size": 1, "steps_per_execution": 1})
     for stage in ("prepare", "resolve"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
 
