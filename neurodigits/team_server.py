@@ -133,6 +133,8 @@ def _stopped_on_error(process: subprocess.Popen, sig: int = signal.SIGTERM) -> I
 def serve(root: Path, host: str, port: int, pg_port: int, workers: int) -> None:
     """Run PostgreSQL and the MLflow server until Ctrl-C or SIGTERM, then stop both (MLflow first)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it, also when started from a script's
+    # background job, which starts with SIGINT ignored
     pg_port = pg_port or free_port()
     database = start_postgres(root / "postgres", pg_port)
     try:
