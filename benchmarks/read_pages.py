@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rapidfuzz.distance import Levenshtein
 
 from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset
@@ -30,20 +31,10 @@ from neurodigits.preprocess import resize_images, to_model_input
 from neurodigits.synth import Page, clean_accuracy, held_out_digits, synthetic_page
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance: insertions, deletions and substitutions."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        previous, row[0] = row[0], i
-        for j, cb in enumerate(b, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
-    return row[-1]
-
-
 def score(truth: list[str], read: list[str]) -> tuple[int, int]:
     """(correct characters, correct words or numbers) of one page; missing or extra lines count as empty."""
     read = read + [""] * (len(truth) - len(read))
-    chars = sum(max(0, len(t.replace(" ", "")) - edit_distance(t.replace(" ", ""), r.replace(" ", "")))
+    chars = sum(max(0, len(t.replace(" ", "")) - Levenshtein.distance(t.replace(" ", ""), r.replace(" ", "")))
                 for t, r in zip(truth, read))
     words = sum(a == b for t, r in zip(truth, read) for a, b in zip(t.split(" "), r.split(" ")))
     return chars, words

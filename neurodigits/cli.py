@@ -106,12 +106,15 @@ def write_csv(path: str, records: list[dict]) -> None:
 def read(args: argparse.Namespace) -> int:
     """Print the text on a page, one line per line of handwriting (words split at wide gaps), then each
     character's confidence."""
-    from neurodigits.inference import load_classifier  # noqa: PLC0415
+    from neurodigits.inference import LineReader, load_classifier  # noqa: PLC0415
     from neurodigits.page import MAX_PAGE_SIDE, annotate, line_text, read_page, words  # noqa: PLC0415
     from neurodigits.preprocess import read_grayscale  # noqa: PLC0415
 
     gray = read_grayscale(args.page, max_side=MAX_PAGE_SIDE)
-    lines = read_page(gray, load_classifier(args.model))
+    model = load_classifier(args.model)
+    if isinstance(model, LineReader):
+        return read_text(gray, model, args)
+    lines = read_page(gray, model)
     if args.json:
         print(json.dumps([{"text": line_text(line), "words": [
             {"text": "".join(d.label for d in word),
@@ -122,11 +125,34 @@ def read(args: argparse.Namespace) -> int:
         for number, line in enumerate(lines, start=1):
             print(f"line {number}: " + " ".join(f"{d.label}:{d.probability:.0%}" for d in line), file=sys.stderr)
     if args.annotate:
-        from neurodigits.io import atomic_path  # noqa: PLC0415
-
-        with atomic_path(args.annotate) as tmp:
-            annotate(gray, lines).save(tmp, format="PNG")
+        save_png(annotate(gray, ((d.box, f"{d.label} {d.probability:.0%}", d.probability)
+                                 for line in lines for d in line)), args.annotate)
     return 0
+
+
+def read_text(gray, reader, args: argparse.Namespace) -> int:
+    """`read` with a line model: each line of handwriting read whole; its confidence on stderr."""
+    from neurodigits.page import annotate, read_text_page  # noqa: PLC0415
+
+    lines = read_text_page(gray, reader)
+    if args.json:
+        print(json.dumps([{"text": line.text, "confidence": line.confidence, "box": list(line.box)}
+                          for line in lines], indent=2))
+    else:
+        print("\n".join(line.text for line in lines))
+        for number, line in enumerate(lines, start=1):
+            print(f"line {number}: confidence {line.confidence:.0%}", file=sys.stderr)
+    if args.annotate:
+        save_png(annotate(gray, ((line.box, f"{line.text}  ({line.confidence:.0%})", line.confidence)
+                                 for line in lines)), args.annotate)
+    return 0
+
+
+def save_png(image, path: str) -> None:
+    from neurodigits.io import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -212,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=predict)
 
-    p = commands.add_parser("read", help="read the handwritten characters on a page, line by line, word by word")
+    p = commands.add_parser("read", help="read the handwriting on a page, line by line (a line model reads each "
+                                        "line whole; a character model character by character)")
     p.add_argument("page", metavar="PAGE")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--annotate", metavar="OUT.png", help="also save the page with boxes and labels drawn")

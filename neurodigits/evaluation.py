@@ -11,10 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from rapidfuzz.distance import Levenshtein  # noqa: E402
 from scipy.special import log_softmax  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_fscore_support  # noqa: E402
 
 from neurodigits.io import atomic_path  # noqa: E402
+
+MISSING, EXTRA = "(missing)", "(extra)"  # the other side of a dropped or an added character
 
 
 def case_folding(classes: list[str]) -> np.ndarray | None:
@@ -41,6 +44,49 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) ->
     return metrics
 
 
+def text_metrics(truth: list[str], predicted: list[str]) -> dict[str, float | int]:
+    """Character error rate (edit distance / reference characters), word error rate (the same over words),
+    and the share of lines read exactly, over all lines together."""
+    chars = sum(Levenshtein.distance(t, p) for t, p in zip(truth, predicted))
+    words = sum(Levenshtein.distance(t.split(), p.split()) for t, p in zip(truth, predicted))
+    return {"cer": round(chars / max(1, sum(len(t) for t in truth)), 6),
+            "wer": round(words / max(1, sum(len(t.split()) for t in truth)), 6),
+            "line_accuracy": round(float(np.mean([t == p for t, p in zip(truth, predicted)])), 6),
+            "n": len(truth)}
+
+
+def read_lines(model, x: np.ndarray, classes: list[str]) -> list[str]:
+    """A line model's greedy reading of uint8 (N, H, W) lines."""
+    from neurodigits.inference import ctc_greedy  # noqa: PLC0415
+    from neurodigits.training import predict_lines  # noqa: PLC0415 - TensorFlow: only line evaluation needs it
+
+    return [ctc_greedy(logits[None], classes)[0][0] for logits in predict_lines(model, x)]
+
+
+def character_alignment(truth: list[str], predicted: list[str]) -> pd.DataFrame:
+    """Each line's characters aligned by edit distance, one row per aligned pair (actual, predicted): what the
+    model read for each character, MISSING where it dropped one, and EXTRA rows for characters it added.
+    The input of the confusion plot and the per-character scores of a line model."""
+    actual, read = [], []
+    for t, p in zip(truth, predicted):
+        for tag, t0, t1, p0, p1 in Levenshtein.opcodes(t, p):
+            if tag in ("equal", "replace"):
+                actual += t[t0:t1]
+                read += p[p0:p1]
+            elif tag == "delete":
+                actual += t[t0:t1]
+                read += [MISSING] * (t1 - t0)
+            else:
+                actual += [EXTRA] * (p1 - p0)
+                read += p[p0:p1]
+    return pd.DataFrame({"actual": actual, "predicted": read})
+
+
+def per_character_metrics(aligned: pd.DataFrame, classes: list[str]) -> dict[str, dict]:
+    """Precision, recall and F1 of each character, from the aligned characters of the test lines."""
+    return per_class_metrics(aligned["actual"].to_numpy(), aligned["predicted"].to_numpy(), classes)
+
+
 def subset_masks(meta: dict, quality: np.ndarray | None) -> dict[str, np.ndarray]:
     """Named boolean masks over the test split: each source's images (when there are several) and the
     images whose labels the source verified (`ok`, when it flags label quality)."""
@@ -57,8 +103,10 @@ def subset_masks(meta: dict, quality: np.ndarray | None) -> dict[str, np.ndarray
 
 
 def per_class_metrics(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support per class; labels are class indices, or the class names themselves."""
+    names = labels.dtype.kind in "UO"
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=np.arange(len(classes)), zero_division=0)
+        labels, predicted, labels=classes if names else np.arange(len(classes)), zero_division=0)
     return {name: {"precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f), 6),
                    "support": int(s)}
             for name, p, r, f, s in zip(classes, precision, recall, f1, support)}
@@ -77,10 +125,12 @@ def save_figure(figure: plt.Figure, path: str | Path) -> None:
 
 
 def plot_history(history: pd.DataFrame) -> plt.Figure:
-    """Loss and accuracy per epoch, with validation curves when present."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.plot(history["epoch"], history[metric], label=f"train {metric}")
+    """Loss and accuracy (or a line model's character error rate) per epoch, with validation curves when present."""
+    metrics = [m for m in ("loss", "accuracy", "cer") if m in history or f"val_{m}" in history]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        if metric in history:
+            ax.plot(history["epoch"], history[metric], label=f"train {metric}")
         if f"val_{metric}" in history:
             ax.plot(history["epoch"], history[f"val_{metric}"], label=f"validation {metric}")
         ax.set_xlabel("epoch")
@@ -124,5 +174,24 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
     total = int((predicted != labels).sum())
     figure.suptitle(f"Misclassified test images: {total} of {len(labels)} (true→predicted, probability)"
                     + (f", first {len(wrong)} shown" if total > len(wrong) else ""), fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_worst_lines(images: np.ndarray, truth: list[str], predicted: list[str], limit: int) -> plt.Figure:
+    """The test lines read worst (most character errors per character), each with its truth and reading."""
+    errors = np.array([Levenshtein.distance(t, p) / max(1, len(t)) for t, p in zip(truth, predicted)])
+    worst = [i for i in np.argsort(-errors, kind="stable")[:min(limit, 24)] if errors[i] > 0]
+    widths = [max(1, int(np.flatnonzero(images[i].any(axis=0)).max(initial=0)) + 1) for i in worst]
+    figure, axes = plt.subplots(max(1, len(worst)), 1, figsize=(10, 0.95 * max(1, len(worst)) + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i, width in zip(axes.flat, worst, widths):
+        ax.imshow(images[i][:, :width], cmap="gray_r", aspect="equal")
+        ax.set_title(f"truth: {truth[i]!r}\nread:  {predicted[i]!r}   (CER {errors[i]:.0%})", fontsize=8,
+                     loc="left", family="monospace", color="firebrick")
+    total = int((errors > 0).sum())
+    figure.suptitle(f"Test lines read worst: {total} of {len(truth)} lines have errors"
+                    + (f", worst {len(worst)} shown" if total > len(worst) else ""), fontsize=10)
     figure.tight_layout()
     return figure

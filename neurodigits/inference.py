@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from neurodigits import NeuroDigitsError
-from neurodigits.preprocess import to_model_input
+from neurodigits.preprocess import LINE_WIDTH_STEP, to_model_input
 
 EXPORT_DIR = Path("models") / "export"
 TFLITE_FILE, METADATA_FILE = "model.tflite", "metadata.json"
@@ -31,6 +31,19 @@ MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]]:
+    """Per-column logits (N, T, characters + 1; index 0 the CTC blank) -> (text, confidence) per line: the most
+    likely symbol per column, repeats collapsed, blanks dropped. Confidence: the lowest probability among the
+    characters read (1.0 for an empty line), which flags the one doubtful character."""
+    probabilities = softmax(np.asarray(logits, dtype=np.float64))
+    best, best_p = probabilities.argmax(-1), probabilities.max(-1)
+    out = []
+    for symbols, p in zip(best, best_p):
+        keep = (symbols != 0) & np.concatenate([[True], symbols[1:] != symbols[:-1]])
+        out.append(("".join(classes[i - 1] for i in symbols[keep]), float(p[keep].min()) if keep.any() else 1.0))
+    return out
 
 
 @contextlib.contextmanager
@@ -54,7 +67,7 @@ class TFLitePredictor:
         self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        self._batch = None
+        self._shape: tuple | None = None
         self._lock = threading.Lock()  # one interpreter, many server threads
 
     @property
@@ -68,11 +81,11 @@ class TFLitePredictor:
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         with self._lock:
-            if self._batch != len(x):
-                self.interpreter.resize_tensor_input(self._input["index"], [len(x), *self._input["shape"][1:]])
+            if self._shape != x.shape:
+                self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
                 with _quiet_stderr():
                     self.interpreter.allocate_tensors()
-                self._batch = len(x)
+                self._shape = x.shape
             self.interpreter.set_tensor(self._input["index"], x)
             self.interpreter.invoke()
             return self.interpreter.get_tensor(self._output["index"]).copy()
@@ -104,16 +117,58 @@ class TFLiteClassifier:
         return softmax(self.predictor.logits(x))
 
 
+class LineReader:
+    """A line model's TFLite export: text line images -> (text, confidence), with the line height and the
+    characters from its metadata.json."""
+
+    def __init__(self, path: Path, metadata: dict, num_threads: int | None = None) -> None:
+        self.source = str(path)
+        self.predictor = TFLitePredictor(path, num_threads)
+        self.image_size, self.classes = int(metadata["image_size"]), [str(c) for c in metadata["classes"]]
+
+    def read(self, lines: list[np.ndarray]) -> list[tuple[str, float]]:
+        """uint8 (height, W) lines, as `preprocess.line_image` gives them -> (text, confidence) per line."""
+        out = []
+        for line in lines:
+            width = -(-line.shape[1] // LINE_WIDTH_STEP) * LINE_WIDTH_STEP  # as the line was batched in training
+            x = np.zeros((1, self.image_size, width), dtype=np.float32)
+            x[0, :, :line.shape[1]] = line / 255.0
+            out += ctc_greedy(self.predictor.logits(x)[:, :-(-line.shape[1] // 4)], self.classes)
+        return out
+
+
+def _mlflow():
+    """MLflow, imported lazily (slow; only the MLflow paths need it), pointed at the project's store."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: PLC0415
+
+    from neurodigits import tracking  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return mlflow
+
+
+def _line_model_export(uri: str) -> Path | None:
+    """A line model's TFLite export (model.tflite + metadata.json), downloaded from the run of the model at `uri`;
+    None when the URI names a character model (served through pyfunc) or cannot be resolved here."""
+    mlflow = _mlflow()
+    from neurodigits import tracking  # noqa: PLC0415
+
+    try:
+        run_id = mlflow.models.get_model_info(uri).run_id
+    except Exception:  # a bad URI or an unreachable store: MLflowClassifier says so in one line
+        return None
+    metadata = tracking.export_metadata(run_id) if run_id else None
+    if not metadata or metadata.get("task") != "lines":
+        return None
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="export"))
+
+
 class MLflowClassifier:
     """A registered (or logged) MLflow model, which outputs probabilities, through pyfunc."""
 
     def __init__(self, uri: str) -> None:
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        import mlflow  # noqa: PLC0415 - slow; only this path needs it
-
-        from neurodigits import tracking  # noqa: PLC0415
-
-        mlflow.set_tracking_uri(tracking.tracking_uri())
+        mlflow = _mlflow()
         try:
             self.model = mlflow.pyfunc.load_model(uri)
         except Exception as exc:  # MLflow raises many types for a bad URI or an unreachable store
@@ -184,19 +239,26 @@ def default_model() -> Path:
                            "run `dvc repro` first or pass --model")
 
 
-def load_classifier(model: str | Path | None = None, num_threads: int | None = None) -> Classifier:
-    """An export folder, a .tflite file, or an MLflow model URI (models:/name/3, models:/name@alias).
+def load_classifier(model: str | Path | None = None, num_threads: int | None = None) -> Classifier | LineReader:
+    """An export folder, a .tflite file, or an MLflow model URI (models:/name/3, models:/name@alias); a line
+    model's export gives a LineReader.
     `num_threads` caps the TFLite runtime's threads (default: its own choice)."""
     if model is None:
         model = default_model()
     if str(model).startswith(MLFLOW_SCHEMES):
-        return MLflowClassifier(str(model))
+        export = _line_model_export(str(model))
+        if export is None:
+            return MLflowClassifier(str(model))
+        model = export
     path = Path(model)
     if path.is_dir():
         path = path / TFLITE_FILE
     if not path.is_file():
         raise NeuroDigitsError(f"{model}: no such model; give an export folder, a .tflite file "
                                "or an MLflow URI like models:/neurodigits@champion")
+    metadata_file = path.parent / METADATA_FILE
+    if metadata_file.is_file() and json.loads(metadata_file.read_text()).get("task") == "lines":
+        return LineReader(path, json.loads(metadata_file.read_text()), num_threads)
     return TFLiteClassifier(path, num_threads)
 
 

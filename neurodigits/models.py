@@ -169,8 +169,38 @@ def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel
     return keras.Model(inputs, outputs, name="cnn")
 
 
+def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel_size: int = 3,
+               convs_per_block: int = 2, batch_norm: bool = False, dense_units: int = 128, dropout: float = 0.0,
+               rnn_units: int = 128, rnn_layers: int = 2) -> keras.Model:
+    """A line recognizer (CRNN, Shi et al. 2015; the keras-io handwriting example's shape): conv blocks as in
+    the CNN, the first two halving height and width and later ones height only, so each of W/4 columns sees
+    a slice of the line; a dense projection; bidirectional LSTMs across the width; per-column logits over the
+    characters plus the CTC blank (index 0). Input: (N, height, W) in [0, 1], any width W divisible by 4."""
+    inputs = keras.Input(shape=(height, None), name="line")
+    x = layers.Reshape((height, -1, 1))(inputs)
+    for block, filters in enumerate(conv_filters):
+        for _ in range(convs_per_block):
+            x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm)(x)
+            if batch_norm:
+                x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D((2, 2) if block < 2 else (2, 1))(x)
+    x = layers.Permute((2, 1, 3))(x)  # (N, W/4, height', filters): one step per column group
+    x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    for _ in range(rnn_layers):
+        x = layers.Bidirectional(layers.LSTM(rnn_units, return_sequences=True, dropout=dropout / 2))(x)
+    outputs = layers.Dense(num_characters + 1, name="logits")(x)
+    return keras.Model(inputs, outputs, name="crnn")
+
+
 def build_model(model: ModelParams, train: TrainParams, image_size: int, num_classes: int) -> keras.Model:
-    """The model params.yaml asks for."""
+    """The model params.yaml asks for (`image_size` is the line height for a crnn, `num_classes` the
+    number of characters)."""
+    if model.kind == "crnn":
+        return build_crnn(image_size, num_classes, model.conv_filters, model.kernel_size, model.convs_per_block,
+                          model.batch_norm, model.dense_units, model.dropout, model.rnn_units, model.rnn_layers)
     augmentation = (build_augmentation(train.augment_rotation, train.augment_shift, train.augment_zoom,
                                        train.augment_elastic, image_size, train.seed, train.augment_stroke,
                                        train.augment_blur, train.augment_contrast, train.augment_resolution)
@@ -240,8 +270,12 @@ def build_from_parent(parent: keras.Model, parent_classes: list[str], model: Mod
                       image_size: int, classes: list[str]) -> keras.Model:
     """The parent's architecture (`model`: its model params) for `classes`, initialised from its weights,
     with `train.freeze` applied."""
-    side = math.isqrt(parent.input_shape[-1])
-    if side != image_size:
+    if parent.name == "crnn":
+        if parent.input_shape[1] != image_size:
+            raise NeuroDigitsError(f"train.init_from: the parent reads lines {parent.input_shape[1]} px high but "
+                                   f"data.line_height is {image_size}; set data.line_height={parent.input_shape[1]}")
+    elif math.isqrt(parent.input_shape[-1]) != image_size:
+        side = math.isqrt(parent.input_shape[-1])
         raise NeuroDigitsError(f"train.init_from: the parent takes {side}x{side} images but data.image_size is "
                                f"{image_size}; set data.image_size={side}")
     child = build_model(model, train, image_size, len(classes))

@@ -8,6 +8,7 @@ are separated by gaps wider than WORD_GAP times the line's median character heig
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,13 +16,15 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import Classifier, classify
-from neurodigits.preprocess import ink_map, mnist_style
+from neurodigits.inference import Classifier, LineReader, classify
+from neurodigits.preprocess import fit_line, ink_map, mnist_style
 
 DUST_SHARE = 0.03  # components with less ink than this share of a typical one are dust
 MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
 MAX_PAGE_SIDE = 3000  # bigger pages are read shrunk to this
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
+LINE_INK = 0.04  # rows with more than this share of the fullest row's ink belong to a line of text
+MIN_LINE_SHARE = 0.4  # ink bands thinner than this share of the typical line join the nearest line
 WORD_GAP = 0.8  # a gap wider than this times the line's median character height starts a new word
 
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
@@ -151,6 +154,55 @@ def read_page(gray: np.ndarray, classifier: Classifier) -> list[list[Digit]]:
              for p in [next(predictions)]] for line in lines]
 
 
+@dataclass(frozen=True)
+class TextLine:
+    """One line of handwriting read by a line model: its text, confidence and box."""
+
+    text: str
+    confidence: float
+    box: Box
+
+
+def find_lines(ink: np.ndarray) -> list[Box]:
+    """The text lines of a page's ink map, top to bottom: bands of rows with ink, split at the emptiest rows
+    between them; bands much thinner than a typical line (an i's dots, a stray mark) join their nearest
+    neighbour. Each box spans its band's rows and the ink's columns."""
+    profile = ndimage.uniform_filter1d(ink.sum(axis=1), 3)
+    inked = profile > LINE_INK * profile.max()
+    bands = [[s.start, s.stop] for s, in ndimage.find_objects(ndimage.label(inked)[0])]
+    if not bands:
+        return []
+    typical = float(np.median([b - a for a, b in bands]))
+    for band in sorted(bands, key=lambda b: b[1] - b[0]):
+        if band[1] - band[0] >= MIN_LINE_SHARE * typical or len(bands) == 1:
+            continue
+        i = bands.index(band)
+        gaps = [(band[0] - bands[i - 1][1], i - 1) if i > 0 else (np.inf, -1),
+                (bands[i + 1][0] - band[1], i + 1) if i + 1 < len(bands) else (np.inf, -1)]
+        _, j = min(gaps)
+        bands[j] = [min(bands[j][0], band[0]), max(bands[j][1], band[1])]
+        bands.remove(band)
+    boxes = []
+    for top, bottom in bands:
+        cols = np.flatnonzero(ink[top:bottom].max(axis=0) > 0)
+        boxes.append((top, int(cols.min()), bottom, int(cols.max()) + 1))
+    return boxes
+
+
+def read_text_page(gray: np.ndarray, reader: LineReader) -> list[TextLine]:
+    """Grayscale page or paragraph in [0, 1] -> its lines, each read whole by a line model."""
+    try:
+        ink = ink_map(gray)
+    except NeuroDigitsError:
+        raise NeuroDigitsError("no handwriting found on the page") from None
+    boxes = find_lines(ink)
+    if not boxes:
+        raise NeuroDigitsError("no handwriting found on the page")
+    lines = [fit_line(ink[top:bottom, left:right], reader.image_size, MAX_PAGE_SIDE)
+             for top, left, bottom, right in boxes]
+    return [TextLine(text, confidence, box) for (text, confidence), box in zip(reader.read(lines), boxes)]
+
+
 def words(line: list[Digit]) -> list[list[Digit]]:
     """A line's characters grouped into words at the gaps wider than WORD_GAP character heights."""
     if not line:
@@ -169,14 +221,13 @@ def line_text(line: list[Digit]) -> str:
     return " ".join("".join(d.label for d in word) for word in words(line))
 
 
-def annotate(gray: np.ndarray, lines: list[list[Digit]]) -> Image.Image:
-    """The page in colour with a box and `label probability` drawn over each digit."""
+def annotate(gray: np.ndarray, marks: Iterable[tuple[Box, str, float]]) -> Image.Image:
+    """The page in colour with each mark's box drawn and its label above it: green when its probability
+    (confidence) is at least 0.8, else orange."""
     image = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(image)
-    for line in lines:
-        for digit in line:
-            top, left, bottom, right = digit.box
-            colour = (0, 160, 0) if digit.probability >= 0.8 else (220, 120, 0)
-            draw.rectangle((left, top, right - 1, bottom - 1), outline=colour, width=2)
-            draw.text((left, max(0, top - 12)), f"{digit.label} {digit.probability:.0%}", fill=colour)
+    for (top, left, bottom, right), label, probability in marks:
+        colour = (0, 160, 0) if probability >= 0.8 else (220, 120, 0)
+        draw.rectangle((left, top, right - 1, bottom - 1), outline=colour, width=2)
+        draw.text((left, max(0, top - 12)), label, fill=colour)
     return image

@@ -25,7 +25,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-SourceName = Literal["mnist-5k", "mnist", "idx", "numpy", "images", "emnist"]
+SourceName = Literal["mnist-5k", "mnist", "idx", "numpy", "images", "emnist", "lines", "synthetic-lines"]
+LINE_SOURCES = ("lines", "synthetic-lines")  # text lines with transcriptions: read by a line model (crnn)
 
 
 class SourceParams(_Section):
@@ -49,6 +50,22 @@ class DataParams(_Section):
     limit: int | None = Field(None, gt=0)
     pixel_order: Literal["F", "C"] = "F"
     cache_dir: str = "~/.cache/neurodigits"
+    line_height: int = Field(32, ge=16, le=128)
+    line_max_width: int = Field(1024, ge=64, le=8192)
+    synthetic_lines: int = Field(3000, ge=10)
+
+    @model_validator(mode="after")
+    def _one_task(self) -> DataParams:
+        kinds = {source.source in LINE_SOURCES for source in self.sources()}
+        if len(kinds) > 1:
+            raise ValueError("data.source mixes text lines (lines, synthetic-lines) with single characters; "
+                             "a model reads one or the other: train them separately")
+        return self
+
+    @property
+    def task(self) -> Literal["characters", "lines"]:
+        """What the data holds: single characters (a classifier) or text lines (a line model)."""
+        return "lines" if self.sources()[0].source in LINE_SOURCES else "characters"
 
     def sources(self) -> list[DataParams]:
         """One DataParams per source: the shared keys, overridden by a list entry's own mapping."""
@@ -59,7 +76,7 @@ class DataParams(_Section):
 
 
 class ModelParams(_Section):
-    kind: Literal["mlp", "cnn"] = "mlp"
+    kind: Literal["mlp", "cnn", "crnn"] = "mlp"
     hidden_units: list[PositiveInt] = Field(default=[25, 15], min_length=1)
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish"] = "relu"
     conv_filters: list[PositiveInt] = Field(default=[32, 64], min_length=1)
@@ -68,6 +85,8 @@ class ModelParams(_Section):
     batch_norm: bool = False
     dense_units: int = Field(128, gt=0)
     dropout: float = Field(0.4, ge=0, lt=1)
+    rnn_units: int = Field(128, gt=0)
+    rnn_layers: int = Field(2, ge=1, le=4)
 
 
 class TrainParams(_Section):
@@ -155,6 +174,15 @@ class Params(_Section):
     export: ExportParams = ExportParams()
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> Params:
+        if (self.data.task == "lines") != (self.model.kind == "crnn"):
+            raise ValueError(
+                f"model.kind {self.model.kind} does not read {self.data.task}: "
+                + ("text lines need model.kind crnn" if self.data.task == "lines" else
+                   "crnn reads text lines; set data.source to lines or synthetic-lines (or model.kind to mlp/cnn)"))
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Every param as 'section.key' -> value, the way MLflow and DVC show them."""

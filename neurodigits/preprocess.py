@@ -319,6 +319,51 @@ def preprocess_image(gray: np.ndarray, size: int) -> np.ndarray:
     return mnist_style(main_ink(ink_map(gray)), size)
 
 
+LINE_WIDTH_STEP = 32  # line models see lines padded to a multiple of this width, in training and in use
+LINE_MARGIN = 0.125  # paper kept above and below a text line's ink, as a share of the line height
+
+
+def fit_line(ink: np.ndarray, height: int, max_width: int) -> np.ndarray:
+    """An ink map of one text line (bright ink on zero) -> uint8 (height, W): cropped to its ink, scaled so the
+    ink spans the height less a margin above and below, aspect kept (squeezed to `max_width` if longer)."""
+    rows, cols = np.nonzero(ink > 0.1)
+    if not len(rows):
+        raise BlankImageError("image is blank (no ink found); give an image of a line of text")
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    margin = round(height * LINE_MARGIN)
+    scale = (height - 2 * margin) / crop.shape[0]
+    width = int(np.clip(round(crop.shape[1] * scale), 1, max_width - 2 * margin))
+    line = np.zeros((height, width + 2 * margin), dtype=np.float32)
+    line[margin:height - margin, margin:margin + width] = np.clip(_resize(
+        crop, (height - 2 * margin, width), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR),
+        0, 1)
+    return (line * 255).round().astype(np.uint8)
+
+
+def line_image(gray: np.ndarray, height: int, max_width: int) -> np.ndarray:
+    """Any grayscale image of one text line in [0, 1] (either polarity, any size) -> uint8 (height, W)."""
+    gray = np.asarray(gray, dtype=np.float32)
+    if gray.shape[0] > 4 * height:  # analyse at a resolution near the answer's
+        scale = 4 * height / gray.shape[0]
+        gray = _resize(gray, (4 * height, max(1, round(gray.shape[1] * scale))), Image.Resampling.BOX)
+    return fit_line(main_ink(ink_map(gray), min_share=0.002), height, max_width)
+
+
+def line_widths(lines: np.ndarray) -> np.ndarray:
+    """Widths of right-padded uint8 (N, H, W) lines: one past each line's last non-zero column."""
+    inked = lines.any(axis=1)
+    return np.where(inked.any(axis=1), lines.shape[2] - np.argmax(inked[:, ::-1], axis=1), 1)
+
+
+def pad_lines(lines: Sequence[np.ndarray], width: int | None = None) -> np.ndarray:
+    """uint8 (H, W_i) lines -> one (N, H, width) array, each padded on the right with zeros (no ink)."""
+    width = width or max(line.shape[1] for line in lines)
+    out = np.zeros((len(lines), lines[0].shape[0], width), dtype=np.uint8)
+    for i, line in enumerate(lines):
+        out[i, :, :min(width, line.shape[1])] = line[:, :width]
+    return out
+
+
 def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Read one digit image file and preprocess it; errors name the file."""
     gray = read_grayscale(path, max_side=WORK_SIDE)

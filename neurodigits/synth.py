@@ -268,3 +268,24 @@ def synthetic_page(digits: np.ndarray, labels: list[str], rng: np.random.Generat
     gray = _finish(_paper(shape, rng, rng.uniform(0, 0.3)), alpha, rng, shape, blur=rng.uniform(0, 0.8),
                    noise=rng.uniform(0, 0.02))
     return Page((np.clip(gray, 0, 1) * 255).round().astype(np.uint8), texts, boxes)
+
+
+def text_page(lines: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Lines of handwriting (uint8 ink maps, bright on dark, any sizes) set one under another on a page as a
+    paragraph is written: margins, a little indentation, uneven line spacing, grey paper with light noise.
+    Returns the page (float32 grayscale in [0, 1], dark ink) and each line's box (top, left, bottom, right)."""
+    gap = max(line.shape[0] for line in lines)
+    width = max(line.shape[1] for line in lines) + 2 * gap
+    tops, y = [], gap
+    for line in lines:
+        tops.append(y)
+        y += line.shape[0] + int(rng.integers(gap // 4, gap // 2 + 1))
+    page = np.zeros((y + gap, width), dtype=np.float32)
+    boxes = []
+    for line, top in zip(lines, tops):
+        left = gap + int(rng.integers(0, gap // 2 + 1))
+        page[top:top + line.shape[0], left:left + line.shape[1]] = line / 255.0
+        boxes.append((top, left, top + line.shape[0], left + line.shape[1]))
+    paper = rng.uniform(0.85, 0.97)
+    gray = paper * (1 - 0.9 * page) + rng.normal(0, 0.02, page.shape)
+    return np.clip(gray, 0, 1).astype(np.float32), boxes

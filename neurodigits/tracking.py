@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -24,7 +25,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from neurodigits import NeuroDigitsError  # noqa: E402
 from neurodigits.params import Params, project_root  # noqa: E402
 
-TEST_METRIC = "test_accuracy"
+TEST_METRIC, TEST_CER = "test_accuracy", "test_cer"  # what ranks registered versions (a line model: CER)
+CLASSES_TAG = "classes_sha256"  # fingerprint of a run's class list: versions compete only with the same classes
 PID_TAG, HOST_TAG = "process.pid", "process.host"  # who is writing the run: lets the next run spot dead ones
 EXPORT_METADATA = "export/metadata.json"  # the export stage logs its metadata.json (classes, params) here
 KERAS_IN_MODEL = Path("data") / "model.keras"  # where MLflow's TensorFlow flavor keeps the Keras file
@@ -180,37 +182,54 @@ def run(params: Params, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]
             raise
 
 
-def best_version(client: MlflowClient, name: str) -> str:
-    """The registered version with the best held-out accuracy; ties go to the older version."""
-    scores = {}
+def classes_key(classes: list[str]) -> str:
+    """A short fingerprint of a model's class list (its characters, for a line model)."""
+    return hashlib.sha256("\n".join(classes).encode()).hexdigest()[:16]
+
+
+def _score(metrics: dict[str, float]) -> float:
+    """Held-out accuracy; for a line model, minus its character error rate; -inf without either."""
+    return metrics.get(TEST_METRIC, -metrics.get(TEST_CER, float("inf")))
+
+
+def best_version(client: MlflowClient, name: str, classes: str) -> tuple[str, str | None]:
+    """Among the registered versions reading the classes fingerprinted `classes` (and versions without a
+    fingerprint, registered before there was one), the one with the best held-out score, ties to the older;
+    and the alias holder's fingerprint, if any."""
+    scores, keys = {}, {}
     for candidate in client.search_model_versions(f"name='{name}'"):
-        metrics = client.get_run(candidate.run_id).data.metrics if candidate.run_id else {}
-        scores[int(candidate.version)] = metrics.get(TEST_METRIC, float("-inf"))
-    return str(max(scores, key=lambda v: (scores[v], -v)))
+        run = client.get_run(candidate.run_id).data if candidate.run_id else None
+        keys[str(candidate.version)] = run.tags.get(CLASSES_TAG) if run else None
+        if keys[str(candidate.version)] in (None, classes):
+            scores[int(candidate.version)] = _score(run.metrics if run else {})
+    return str(max(scores, key=lambda v: (scores[v], -v))), keys
 
 
-def promote_best(client: MlflowClient, name: str, alias: str, attempts: int = 50) -> str:
-    """Point `alias` at the best version without a shared lock: re-read after every write until a read finds it there.
+def promote_best(client: MlflowClient, name: str, alias: str, classes: str, attempts: int = 50) -> str:
+    """Point `alias` at the best version reading the same classes (a model of other classes never takes the
+    alias from a champion it cannot stand in for), without a shared lock: re-read after every write until a
+    read finds it there. Returns the alias's version.
 
     Clients on other machines may interleave and write an alias from a stale read, but each one re-reads after its
     own last write. The read that starts last sees every version and no write follows it, so once all clients have
     finished the alias is on the best version.
     """
     for _ in range(attempts):
-        best = best_version(client, name)
+        best, keys = best_version(client, name, classes)
         try:
-            if str(client.get_model_version_by_alias(name, alias).version) == best:
-                return best
+            holder = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException:  # no such alias yet
-            pass
+            holder = None
+        if holder == best or (holder and keys.get(holder) not in (None, classes)):
+            return holder
         with contextlib.suppress(MlflowException):  # a concurrent writer won this round: read again
             client.set_registered_model_alias(name, alias, best)
     raise NeuroDigitsError(f"the {alias!r} alias of {name!r} did not settle after {attempts} attempts; "
                            "run the export stage again")
 
 
-def register_and_promote(model_uri: str, params: Params) -> tuple[str, str]:
-    """Register `model_uri`, then point the alias at the version with the best held-out accuracy.
+def register_and_promote(model_uri: str, params: Params, classes: list[str]) -> tuple[str, str]:
+    """Register `model_uri`, then point the alias at the best version of the same classes (see promote_best).
 
     Returns (this version, champion version).
     """
@@ -218,7 +237,7 @@ def register_and_promote(model_uri: str, params: Params) -> tuple[str, str]:
     client = MlflowClient()
     with store_lock():
         version = mlflow.register_model(model_uri, name).version
-        champion = promote_best(client, name, alias)
+        champion = promote_best(client, name, alias, classes_key(classes))
     return str(version), champion
 
 

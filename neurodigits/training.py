@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from PIL import Image
+from scipy import ndimage
 
+from neurodigits.data.dataset import DOWNSAMPLE
 from neurodigits.params import TrainParams
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, pad_lines
 
 
 def set_determinism(seed: int) -> None:
@@ -30,13 +35,105 @@ def learning_rate(params: TrainParams, steps_per_epoch: int) -> float | keras.op
 
 
 def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int) -> None:
-    """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference."""
+    """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference; a line model (crnn)
+    on the CTC loss, one batch per call (its batches differ in width)."""
+    lines = model.name == "crnn"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(params, steps_per_epoch)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=params.steps_per_execution,
+        loss=keras.losses.CTC() if lines else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=None if lines else ["accuracy"],
+        steps_per_execution=1 if lines else params.steps_per_execution,
     )
+
+
+def ctc_steps(label: np.ndarray) -> int:
+    """The model steps a CTC label row needs: one per character, one more between repeated characters."""
+    label = label[label > 0]
+    return len(label) + int((label[1:] == label[:-1]).sum())
+
+
+def warp_line(line: np.ndarray, rng: np.random.Generator, params: TrainParams, min_width: int = 4) -> np.ndarray:
+    """A text line as another hand might write it, for training: slanted by up to `augment_rotation` of a turn,
+    stretched or squeezed in width by up to `augment_zoom` (never under `min_width`), moved up or down by up to
+    `augment_shift` of its height, strokes grown or thinned by up to `augment_stroke` of a 3x3 dilation."""
+    height, width = line.shape
+    new_width = max(min_width, round(width * (1 + rng.uniform(-params.augment_zoom, params.augment_zoom))))
+    shear = math.tan(rng.uniform(-1, 1) * params.augment_rotation * 2 * math.pi)
+    extra = math.ceil(abs(shear) * height)
+    scale = width / new_width  # output pixel (x, y) reads input (scale * (x - extra/2 + shear * (y - h/2)), y + dy)
+    coefficients = (scale, scale * shear, -scale * (extra / 2 + shear * height / 2),
+                    0, 1, rng.uniform(-1, 1) * params.augment_shift * height)
+    out = np.asarray(Image.fromarray(line).transform((new_width + extra, height), Image.Transform.AFFINE,
+                                                     coefficients, Image.Resampling.BILINEAR), dtype=np.float32)
+    if params.augment_stroke:
+        change = rng.uniform(-params.augment_stroke, params.augment_stroke)
+        other = (ndimage.grey_dilation if change > 0 else ndimage.grey_erosion)(out, size=(3, 3))
+        out += abs(change) * (other - out)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+class LineBatches:
+    """Batches of text lines (uint8 (N, H, W), right-padded) and their CTC label rows, each cropped to its
+    widest line and longest text: little padding to compute. With a seed, lines of similar width are
+    batched together from a fresh seeded shuffle every epoch; without, in order of width (for prediction)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int, seed: int | None = None,
+                 augment: TrainParams | None = None) -> None:
+        self.x, self.y, self.batch_size, self.augment = x, y, batch_size, augment
+        self.widths = line_widths(x)
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.shuffle()
+
+    def shuffle(self) -> None:
+        if self.rng is None:
+            order = np.argsort(self.widths, kind="stable")
+        else:  # sort by width within random pools of 16 batches, then shuffle the batches
+            order = self.rng.permutation(len(self.x))
+            pool = 16 * self.batch_size
+            order = np.concatenate([chunk[np.argsort(self.widths[chunk], kind="stable")]
+                                    for chunk in np.split(order, range(pool, len(order), pool))])
+        self.batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.rng is not None:
+            self.batches = [self.batches[i] for i in self.rng.permutation(len(self.batches))]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        rows = self.batches[i]
+        lines = [self.x[row, :, :self.widths[row]] for row in rows]
+        if self.augment is not None:
+            lines = [warp_line(line, self.rng, self.augment, min_width=DOWNSAMPLE * ctc_steps(self.y[row]))
+                     for line, row in zip(lines, rows)]
+        width = -(-max(line.shape[1] for line in lines) // LINE_WIDTH_STEP) * LINE_WIDTH_STEP
+        x = pad_lines(lines, width).astype(np.float32) / 255.0
+        if self.y is None:
+            return (x,)
+        length = max(1, int((self.y[rows] > 0).sum(axis=1).max()))
+        return x, self.y[rows, :length]
+
+    def dataset(self) -> tf.data.Dataset:
+        """The batches as a tf.data pipeline for `fit`: each pass (epoch) in a new seeded order."""
+        def batches():
+            for i in range(len(self)):
+                yield self[i]
+            self.shuffle()
+
+        height = self.x.shape[1]
+        signature = (tf.TensorSpec((None, height, None), tf.float32), tf.TensorSpec((None, None), tf.int64))
+        return tf.data.Dataset.from_generator(batches, output_signature=signature).apply(
+            tf.data.experimental.assert_cardinality(len(self)))
+
+
+def predict_lines(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+    """Per-column logits of each line (its own columns, padding dropped), in input order."""
+    batches = LineBatches(x, None, batch_size)
+    out: list[np.ndarray] = [None] * len(x)
+    for i in range(len(batches)):
+        logits = np.asarray(model(batches[i][0], training=False))
+        for row, line_logits in zip(batches.batches[i], logits):
+            out[row] = line_logits[:-(-int(batches.widths[row]) // 4)]
+    return out
 
 
 def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
@@ -49,9 +146,12 @@ def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainPa
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation is not None else "loss",
             patience=params.early_stopping_patience, restore_best_weights=True))
+    if model.name == "crnn":  # lines: batches of similar width; validation as such batches too
+        x = LineBatches(x, y, params.batch_size, params.seed, params if params.augment else None).dataset()
+        y, validation = None, validation and LineBatches(*validation, params.batch_size).dataset()
     history = model.fit(x, y, epochs=initial_epoch + params.epochs, initial_epoch=initial_epoch,
-                        batch_size=params.batch_size, validation_data=validation, shuffle=True, callbacks=callbacks,
-                        verbose=verbose)
+                        batch_size=None if y is None else params.batch_size, validation_data=validation,
+                        shuffle=y is not None, callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(initial_epoch + 1, initial_epoch + len(frame) + 1))
     return frame

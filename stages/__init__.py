@@ -67,7 +67,11 @@ def load_stage_params() -> Params:
     if parent["init_from"] != params.train.init_from:
         raise NeuroDigitsError(f"{PARENT_FILE} resolves {parent['init_from']!r}, not train.init_from "
                                f"{params.train.init_from!r}; run `dvc repro` (it re-resolves the parent)")
-    return params.model_copy(update={"model": ModelParams.model_validate(parent["model"])})
+    model = ModelParams.model_validate(parent["model"])
+    if (model.kind == "crnn") != (params.data.task == "lines"):
+        raise NeuroDigitsError(f"train.init_from: the parent is a {model.kind} model, which cannot read "
+                               f"{params.data.task}; give a parent trained on {params.data.task}")
+    return params.model_copy(update={"model": model})
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -4,11 +4,17 @@ from importlib.metadata import version
 
 import keras
 import mlflow
-from mlflow.models import infer_signature
 
 from neurodigits import tracking
 from neurodigits.data import load_prepared
-from neurodigits.export import check_parity, format_logits, probability_model, write_formats
+from neurodigits.export import (
+    check_parity,
+    format_logits,
+    model_signature,
+    parity_lines,
+    probability_model,
+    write_formats,
+)
 from neurodigits.inference import METADATA_FILE, TFLITE_FILE
 from neurodigits.io import atomic_path, write_json
 from neurodigits.models import inference_model, load_model
@@ -20,10 +26,11 @@ def main() -> None:
     params = load_stage_params()
     data = load_prepared(PREPARED_DIR)
     run = read_run()
-    size = data.meta["image_size"]
+    lines = data.meta.get("task") == "lines"
+    size = data.meta["line_height"] if lines else data.meta["image_size"]
     trained = load_model(MODEL_FILE)
     model = inference_model(trained, params.model, params.train, size, len(data.classes))
-    x = to_model_input(data.x_test)
+    x = parity_lines(data.x_test) if lines else to_model_input(data.x_test)
     reference = model.predict(x, batch_size=1024, verbose=0)
 
     with tracking.run(params, run["mlflow_run_id"]), atomic_path(EXPORT_DIR) as tmp:
@@ -31,9 +38,13 @@ def main() -> None:
         write_formats(model, tmp)
         parity = check_parity(reference, format_logits(tmp, x), params.export.logits_tolerance)
         metadata = {
-            "input": {"shape": [None, size * size], "dtype": "float32", "range": [0.0, 1.0],
-                      "layout": f"{size}x{size} image flattened row-major", "polarity": "bright ink on dark"},
-            "output": "logits (apply softmax for probabilities)",
+            "task": data.meta.get("task", "characters"),
+            "input": {"shape": [None, size, None] if lines else [None, size * size], "dtype": "float32",
+                      "range": [0.0, 1.0], "polarity": "bright ink on dark",
+                      "layout": f"a text line {size} px high, any width (a multiple of 4)" if lines else
+                      f"{size}x{size} image flattened row-major"},
+            "output": ("logits per 4 columns over the CTC blank (index 0) and the classes (index i: classes[i-1])"
+                       if lines else "logits (apply softmax for probabilities)"),
             "image_size": size,
             "classes": data.classes,
             "model_kind": params.model.kind,
@@ -49,11 +60,12 @@ def main() -> None:
         mlflow.log_artifact(str(tmp / TFLITE_FILE), "export")
         mlflow.log_artifact(str(tmp / METADATA_FILE), "export")
         served = probability_model(model)
+        mlflow.set_tag(tracking.CLASSES_TAG, tracking.classes_key(data.classes))
         info = mlflow.tensorflow.log_model(
-            served, name="model", signature=infer_signature(x[:5], served.predict(x[:5], verbose=0)),
+            served, name="model", signature=model_signature(served, x[:5]),
             input_example=x[:2], pip_requirements=[f"tensorflow-cpu=={version('tensorflow-cpu')}",
                                                    f"keras=={keras.__version__}"])
-        registered, champion = tracking.register_and_promote(info.model_uri, params)
+        registered, champion = tracking.register_and_promote(info.model_uri, params, data.classes)
 
     name = params.tracking.registered_model
     print(f"exported .keras, SavedModel, TFLite to {EXPORT_DIR} (max logit diff "

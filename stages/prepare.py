@@ -13,6 +13,12 @@ def main() -> None:
     report = data_report(prepared)
     save_prepared(prepared, PREPARED_DIR)
     write_json(DATA_REPORT, report)
+    if params.data.task == "lines":
+        print(f"prepared {report['source']}: {report['train']['n']} train / {report['test']['n']} test lines, "
+              f"{len(prepared.classes)} characters, {params.data.line_height} px high"
+              + "".join(f"; {s['dropped_too_narrow']} training lines dropped (too narrow for their text)"
+                        for s in report["sources"] if s["dropped_too_narrow"]))
+        return
     print(f"prepared {report['source']}: {report['n_train']} train / {report['n_test']} test images, "
           f"{len(prepared.classes)} classes, {params.data.image_size}x{params.data.image_size}"
           + (f"; warning: {report['train_test_duplicates']} test images also in train"

@@ -29,17 +29,19 @@ def main() -> None:
     parent = read_parent()
     data = load_prepared(PREPARED_DIR)
     set_determinism(params.train.seed)
-    x, y = to_model_input(data.x_train), data.y_train
+    lines = data.meta.get("task") == "lines"  # text lines: uint8 (N, H, W) in, CTC label rows out
+    x, y = (data.x_train if lines else to_model_input(data.x_train)), data.y_train
     validation = None
     if params.train.validation_fraction:
         x, x_val, y, y_val = train_test_split(x, y, test_size=params.train.validation_fraction,
-                                              stratify=y, random_state=params.train.seed)
+                                              stratify=None if lines else y, random_state=params.train.seed)
         validation = (x_val, y_val)
+    size = data.meta["line_height"] if lines else data.meta["image_size"]
     if params.train.init_from:
         model = build_from_parent(load_parent(PARENT_MODEL), parent["classes"], params.model, params.train,
-                                  data.meta["image_size"], data.classes)
+                                  size, data.classes)
     else:
-        model = build_model(params.model, params.train, data.meta["image_size"], len(data.classes))
+        model = build_model(params.model, params.train, size, len(data.classes))
     model.summary()
 
     with tracking.run(params) as run:

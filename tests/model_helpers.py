@@ -86,3 +86,24 @@ def write_image(path: Path, gray: np.ndarray) -> Path:
 
 
 PYTHON = sys.executable
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def launch_chromium(playwright):
+    """Debian's headless Chromium, offline."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"])
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Pen strokes on the page's canvas: each a list of points, in shares (0-1) of the canvas' width and height."""
+    box = page.locator("#canvas").bounding_box()
+    for points in strokes:
+        page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
+        page.mouse.up()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run
-
-CHROMIUM = Path("/usr/bin/chromium")
+from model_helpers import CHROMIUM, launch_chromium
 
 
 def render(project: Path, *command: str) -> str:
@@ -36,9 +35,7 @@ def test_plots_draw_in_a_browser_with_the_network_blocked(tiny_project: Path, pa
 
     requested, errors = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         page.on("pageerror", lambda error: errors.append(error))
         page.route(re.compile(r"^https?://"), lambda route: (requested.append(route.request.url), route.abort()))

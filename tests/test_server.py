@@ -10,9 +10,11 @@ import httpx
 import numpy as np
 import pytest
 from model_helpers import (
+    CHROMIUM,
     PYTHON,
     export_tiny_model,
     free_port,
+    launch_chromium,
     start_server,
     stop_server,
 )
@@ -22,7 +24,6 @@ from neurodigits.inference import classify, load_classifier
 from neurodigits.preprocess import preprocess_image
 from neurodigits.synth import held_out_digits, realistic_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
@@ -39,13 +40,6 @@ def url(export: Path):
                           f"{base}/api/info")
     yield base
     stop_server(server)
-
-
-def launch_chromium(playwright):
-    """Debian's headless Chromium, offline."""
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"])
 
 
 def png(gray: np.ndarray) -> bytes:

@@ -7,9 +7,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from model_helpers import PYTHON, export_tiny_model, free_port, start_server, stop_server
+from model_helpers import (
+    CHROMIUM,
+    PYTHON,
+    draw,
+    export_tiny_model,
+    free_port,
+    launch_chromium,
+    start_server,
+    stop_server,
+)
 from PIL import Image
-from test_server import CHROMIUM, launch_chromium, png
+from test_server import png
 
 from neurodigits.synth import held_out_digits
 
@@ -79,12 +88,7 @@ def test_teach_mode_on_the_drawing_page(server):
         page = browser.new_page(viewport={"width": 900, "height": 900})
         page.goto(url)
         page.check("#teach")
-        box = page.locator("#canvas").bounding_box()
-        page.mouse.move(box["x"] + 100, box["y"] + 60)
-        page.mouse.down()
-        for x, y in ((180, 70), (120, 140), (185, 200), (100, 230)):  # a "3"
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
-        page.mouse.up()
+        draw(page, [[(x / 280, y / 280) for x, y in ((100, 60), (180, 70), (120, 140), (185, 200), (100, 230))]])  # a 3
         page.fill("#label", "3")
         page.click("#save")
         page.wait_for_selector("#counts li[data-label='3']")

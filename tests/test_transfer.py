@@ -174,3 +174,35 @@ def test_a_bad_parent_is_one_line_and_no_output(uri, expected, tmp_path, monkeyp
     [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]  # MLflow logs aside
     assert line.startswith(f"error: {expected.format(root=tmp_path)}"), line
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # no partial outputs
+
+
+def test_champion_moves_only_between_models_of_the_same_classes(tmp_path: Path):
+    """A personal 3-class model with a perfect score never takes the alias from the 10-digit champion; a
+    better 10-digit model does; line models rank by CER (lower is better)."""
+    import mlflow  # noqa: PLC0415
+
+    from neurodigits import tracking  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("m")
+
+    def register(classes: list[str], **metrics: float) -> str:
+        with mlflow.start_run() as run:
+            mlflow.log_metrics(metrics)
+            mlflow.set_tag(tracking.CLASSES_TAG, tracking.classes_key(classes))
+        client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        return tracking.promote_best(client, "m", "champion", tracking.classes_key(classes))
+
+    digits, mine = [str(d) for d in range(10)], ["1", "4", "7"]
+    assert register(digits, test_accuracy=0.93) == "1"
+    assert register(mine, test_accuracy=1.0) == "1"  # other classes: the champion stays
+    assert register(digits, test_accuracy=0.95) == "3"
+    assert register(digits, test_accuracy=0.94) == "3"
+    client.create_registered_model("lines")
+    for cer, expected in ((0.2, "1"), (0.1, "2"), (0.3, "2")):
+        with mlflow.start_run() as run:
+            mlflow.log_metric("test_cer", cer)
+            mlflow.set_tag(tracking.CLASSES_TAG, "chars")
+        client.create_model_version("lines", "runs:/x/model", run.info.run_id)
+        assert tracking.promote_best(client, "lines", "champion", "chars") == expected

@@ -14,7 +14,9 @@ from sklearn.model_selection import train_test_split
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path, sha256_file
 from neurodigits.params import PARAMS_FILE, DataParams, project_root, resolve_path
-from neurodigits.preprocess import resize_images
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, pad_lines, resize_images
+
+DOWNSAMPLE = 4  # a line model predicts one character (or blank) per this many pixel columns
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepar
     """Per source: validate, split off a stratified test set (or keep the source's own); then the union
     of the classes, images resized to `image_size`. `datasets` follow `params.sources()`."""
     datasets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
+    if params.task == "lines":
+        return prepare_lines(datasets, params)
     parts = [_split(dataset, source) for dataset, source in zip(datasets, params.sources(), strict=True)]
     mixed = len(parts) > 1 and len({part[1].dtype.kind for part in parts}) > 1
     x_train, y_train, x_test, y_test, quality = (
@@ -180,6 +184,60 @@ def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepar
                     quality.astype("<U8") if (quality != "").any() else None)
 
 
+def encode_texts(texts: Sequence[str], classes: list[str]) -> np.ndarray:
+    """Transcriptions -> int (N, longest) label rows for CTC: character i of `classes` is i + 1, 0 pads
+    (and is the blank the model predicts between characters)."""
+    index = {char: i + 1 for i, char in enumerate(classes)}
+    out = np.zeros((len(texts), max(1, max(len(t) for t in texts))), dtype=np.int64)
+    for row, text in zip(out, texts):
+        row[:len(text)] = [index[c] for c in text]
+    return out
+
+
+def decode_labels(rows: np.ndarray, classes: list[str]) -> list[str]:
+    """The inverse of `encode_texts`."""
+    return ["".join(classes[i - 1] for i in row if i) for row in rows]
+
+
+def ctc_fits(text: str, width: int) -> bool:
+    """Whether a line `width` pixels wide has enough model steps for `text` (CTC needs one per character and
+    a blank between repeated ones)."""
+    repeats = sum(a == b for a, b in zip(text, text[1:]))
+    return len(text) + repeats <= width // DOWNSAMPLE
+
+
+def prepare_lines(datasets: Sequence[Dataset], params: DataParams) -> Prepared:
+    """Text lines: the classes are the characters of the transcriptions; labels are encoded for CTC; lines
+    too narrow for their text (a label-noise sign) are dropped from training; lines padded to one width."""
+    x_train, y_train, x_test, y_test, quality = [], [], [], [], []
+    for dataset in datasets:
+        texts = [str(t) for t in dataset.labels]
+        if not texts or any(not t.strip() for t in texts):
+            raise NeuroDigitsError(f"data: {dataset.description}: every line needs a transcription "
+                                   "(empty text found); fix the labels")
+        fits = np.array([ctc_fits(t, w) for t, w in zip(texts, line_widths(dataset.images))])
+        x_train.append(dataset.images[fits])
+        y_train += [t for t, ok in zip(texts, fits) if ok]
+        x_test.append(dataset.test_images)
+        y_test += [str(t) for t in dataset.test_labels]
+        quality.append(dataset.test_quality if dataset.test_quality is not None
+                       else np.full(len(dataset.test_labels), ""))
+    classes = sorted(set("".join(y_train + y_test)))
+    width = -(-max(x.shape[2] for x in x_train + x_test) // LINE_WIDTH_STEP) * LINE_WIDTH_STEP
+    quality = np.concatenate(quality)
+    sources = [{"name": name, "source": d.description, "sha256": d.sha256,
+                "n_train": len(x), "n_test": len(d.test_labels), "dropped_too_narrow": int(len(d.labels) - len(x))}
+               for name, d, x in zip(source_names(params), datasets, x_train)]
+    meta = {"task": "lines", "source": " + ".join(d.description for d in datasets),
+            "source_sha256": datasets[0].sha256 if len(datasets) == 1 else hashlib.sha256(
+                "\n".join(d.sha256 for d in datasets).encode()).hexdigest(),
+            "sources": sources, "line_height": params.line_height, "classes": classes,
+            "n_train": len(y_train), "n_test": len(y_test)}
+    return Prepared(pad_lines([line for x in x_train for line in x], width), encode_texts(y_train, classes),
+                    pad_lines([line for x in x_test for line in x], width), encode_texts(y_test, classes),
+                    classes, meta, quality.astype("<U8") if (quality != "").any() else None)
+
+
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _QUALITY = "quality_test"
 
@@ -208,6 +266,8 @@ def load_prepared(directory: str | Path) -> Prepared:
 
 def data_report(prepared: Prepared) -> dict:
     """Counts per class per split, and exact-duplicate images shared by train and test."""
+    if prepared.meta.get("task") == "lines":
+        return lines_report(prepared)
     def counts(y: np.ndarray) -> dict[str, int]:
         return {name: int((y == i).sum()) for i, name in enumerate(prepared.classes)}
 
@@ -223,4 +283,26 @@ def data_report(prepared: Prepared) -> dict:
         "train_per_class": counts(prepared.y_train),
         "test_per_class": counts(prepared.y_test),
         "train_test_duplicates": int(overlap),
+    }
+
+
+def lines_report(prepared: Prepared) -> dict:
+    """Line counts, widths and text lengths per split, character counts, duplicated transcriptions."""
+    def split(x: np.ndarray, y: np.ndarray) -> dict:
+        widths, lengths = line_widths(x), (y > 0).sum(axis=1)
+        return {"n": int(len(y)), "median_width": int(np.median(widths)), "max_width": int(widths.max()),
+                "median_characters": int(np.median(lengths)), "max_characters": int(lengths.max())}
+
+    train_texts = set(decode_labels(prepared.y_train, prepared.classes))
+    counts = np.bincount(prepared.y_train.ravel(), minlength=len(prepared.classes) + 1)[1:]
+    return {
+        "task": "lines",
+        "source": prepared.meta["source"],
+        "source_sha256": prepared.meta["source_sha256"],
+        "sources": prepared.meta["sources"],
+        "line_height": prepared.meta["line_height"],
+        "train": split(prepared.x_train, prepared.y_train),
+        "test": split(prepared.x_test, prepared.y_test),
+        "train_characters": {char: int(n) for char, n in zip(prepared.classes, counts)},
+        "test_texts_also_in_train": sum(t in train_texts for t in decode_labels(prepared.y_test, prepared.classes)),
     }

@@ -13,6 +13,7 @@ from neurodigits.data.dataset import Dataset
 from neurodigits.data.emnist import load_emnist
 from neurodigits.data.folders import load_images
 from neurodigits.data.idx import load_idx
+from neurodigits.data.lines import load_lines, load_synthetic_lines
 from neurodigits.data.mnist import load_mnist
 from neurodigits.io import sha256_file
 from neurodigits.params import DataParams
@@ -39,6 +40,8 @@ LOADERS: dict[str, Callable[[DataParams], Dataset]] = {
     "numpy": load_arrays,
     "images": load_images,
     "emnist": load_emnist,
+    "lines": load_lines,
+    "synthetic-lines": load_synthetic_lines,
 }
 
 

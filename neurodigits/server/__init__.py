@@ -13,11 +13,13 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import BatchingClassifier, Classifier, classify, load_classifier
+from neurodigits.inference import BatchingClassifier, Classifier, LineReader, classify, load_classifier
+from neurodigits.page import MAX_PAGE_SIDE
 from neurodigits.preprocess import (
     WORK_SIDE,
     BlankImageError,
     ImageTooLargeError,
+    line_image,
     load_digit,
     preprocess_image,
     read_grayscale,
@@ -50,11 +52,13 @@ def _upload(request: Request, file: UploadFile, max_upload_bytes: int) -> io.Byt
     return stream
 
 
-def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                samples_dir: Path = USER_DIR) -> FastAPI:
     """The web app around one loaded model; teach mode saves samples into `samples_dir`. Requests are handled in
     worker threads (the event loop only parses them), and concurrent ones share model calls."""
-    classifier = BatchingClassifier(classifier)
+    lines = isinstance(classifier, LineReader)  # a line model: the page becomes a wide canvas for a word or number
+    if not lines:
+        classifier = BatchingClassifier(classifier)
     app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -64,17 +68,24 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"model": classifier.source, "classes": classifier.classes, "image_size": classifier.image_size,
-                "max_upload_bytes": max_upload_bytes}
+        return {"model": classifier.source, "task": "lines" if lines else "characters", "classes": classifier.classes,
+                "image_size": classifier.image_size, "max_upload_bytes": max_upload_bytes}
 
     @app.post("/api/predict")
     def predict(request: Request, file: UploadFile = File(...)) -> dict:
-        """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob)."""
+        """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob); a line
+        model reads the image as one line of text."""
         stream = _upload(request, file, max_upload_bytes)
         try:
-            image = load_digit(stream, classifier.image_size)
+            if lines:
+                line = line_image(read_grayscale(stream, max_side=MAX_PAGE_SIDE), classifier.image_size, MAX_PAGE_SIDE)
+            else:
+                image = load_digit(stream, classifier.image_size)
         except NeuroDigitsError as exc:
             raise HTTPException(STATUS.get(type(exc), 415), str(exc)) from None
+        if lines:
+            [(text, confidence)] = classifier.read([line])
+            return {"text": text, "confidence": confidence, "input": _png_data_url(line)}
         prediction = classify(classifier, image[None])[0]
         return {"digit": prediction.label, "probability": prediction.probability,
                 "top": [{"digit": label, "probability": p} for label, p in prediction.top],
@@ -88,6 +99,8 @@ def create_app(classifier: Classifier, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     @app.post("/api/samples")
     def teach(request: Request, file: UploadFile = File(...), label: str = Form("")) -> dict:
         """Save one labelled sample (same limits as /api/predict) as a PNG in samples_dir/label/."""
+        if lines:
+            raise HTTPException(409, "teach mode saves single characters; serve a character model to teach it")
         try:
             check_label(label)
             stream = _upload(request, file, max_upload_bytes)

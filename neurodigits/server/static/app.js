@@ -10,6 +10,7 @@ const inputBoxEl = document.getElementById("input-box");
 const errorEl = document.getElementById("error");
 let drawing = false, last = null, pending = false, dirty = false, timer = null;
 let classes = [..."0123456789"];  // replaced by the model's own classes from /api/info
+let strokeWidth = 18;  // pen width in canvas pixels (thinner on a line model's wide canvas)
 const MAX_BARS = 10;  // with more classes, the bars show the ten most likely
 
 function clear() {
@@ -31,7 +32,7 @@ function point(event) {
 
 function stroke(from, to) {
   ctx.strokeStyle = "#111";
-  ctx.lineWidth = 18;
+  ctx.lineWidth = strokeWidth;
   ctx.lineCap = ctx.lineJoin = "round";
   ctx.beginPath();
   ctx.moveTo(...from);
@@ -78,6 +79,14 @@ async function send(blob, name) {
       return;
     }
     errorEl.textContent = "";
+    if (body.text !== undefined) {  // a line model read the whole drawing as text
+      digitEl.textContent = body.text || "·";
+      probabilityEl.textContent = `${(100 * body.confidence).toFixed(1)}% sure of its least sure character`;
+      inputEl.src = body.input;
+      inputEl.hidden = false;
+      inputBoxEl.hidden = true;
+      return;
+    }
     digitEl.textContent = body.digit;
     probabilityEl.textContent = `${(100 * body.probability).toFixed(1)}% sure`;
     inputEl.src = body.input;
@@ -152,9 +161,20 @@ teachForm.addEventListener("submit", (event) => {
   }, "image/png");
 });
 
+// A line model gets a wide canvas, thinner strokes and a text answer: write a word or a number.
+function wideCanvas() {
+  document.body.classList.add("lines");
+  canvas.width = 840;
+  canvas.height = 210;
+  strokeWidth = 9;
+  document.querySelector("header p").textContent = "Write a word or a number on one line; the model reads it whole.";
+  document.querySelector(".teach").hidden = true;  // teach mode saves single characters
+}
+
 fetch("/api/info").then((response) => response.json()).then((info) => {
   classes = info.classes;
-  document.getElementById("classes").textContent = `This model knows ${classes.length} classes: ${classes.join(" ")}`
+  if (info.task === "lines") wideCanvas();
+  document.getElementById("classes").textContent = `This model knows ${classes.length} ${info.task === "lines" ? "characters" : "classes"}: ${classes.join(" ")}`
     + (classes.length > MAX_BARS ? ` (the ${MAX_BARS} most likely are shown)` : "");
   clear();
 }).catch(() => {});

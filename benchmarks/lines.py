@@ -1,0 +1,121 @@
+"""Line models on held-out writers' handwritten lines, side by side with Tesseract 5, and whole pages.
+
+    python benchmarks/lines.py --model lines=models/export [--model lines-baseline=EXPORT ...]
+                               [--data ../shared/data/unipen-lines] [--limit 600] [--pages 40]
+
+Train the models first with the presets (`neurodigits presets` prints the commands), e.g.
+`dvc exp run <the lines preset's -S ...>`; each export folder is then scored here on the same lines:
+- a seeded sample of `--limit` test-split lines (writers never seen in training), each read exactly as
+  `read` does (preprocess.line_image, then the TFLite LineReader, greedy CTC decoding): CER, WER, lines
+  read exactly, and milliseconds per line (preprocessing included, one line per call, one thread);
+- Tesseract 5 (Debian `tesseract-ocr`, `--psm 7`: one line of text) on the same original images;
+- `--pages` pages of 3-6 of those lines set as a paragraph (synth.text_page: margins, indentation,
+  uneven spacing, grey paper, noise), read end to end by `read`'s read_text_page and scored by CER of
+  the page's text against the truth (a missed or split line counts as errors), next to the line CER of
+  the same lines.
+Results: a table on stdout, benchmarks/results/lines.json, and one annotated page
+(benchmarks/results/lines_page.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+from neurodigits.evaluation import text_metrics
+from neurodigits.inference import LineReader, load_classifier
+from neurodigits.io import atomic_path, write_json
+from neurodigits.page import annotate, read_text_page
+from neurodigits.preprocess import line_image, read_grayscale
+from neurodigits.synth import text_page
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def test_lines(folder: Path, limit: int, seed: int) -> pd.DataFrame:
+    labels = pd.read_csv(folder / "labels.csv", keep_default_na=False)
+    test = labels[labels["split"] == "test"]
+    return test.sample(n=min(limit, len(test)), random_state=seed).reset_index(drop=True)
+
+
+def read_with_model(reader: LineReader, grays: list[np.ndarray]) -> tuple[list[str], float]:
+    """What `read` makes of each line image, and the mean milliseconds per line."""
+    started = time.perf_counter()
+    texts = [reader.read([line_image(gray, reader.image_size, 4096)])[0][0] for gray in grays]
+    return texts, 1000 * (time.perf_counter() - started) / len(grays)
+
+
+def read_with_tesseract(files: list[Path]) -> tuple[list[str], float]:
+    started = time.perf_counter()
+    texts = [subprocess.run(["tesseract", str(f), "stdout", "--psm", "7", "-l", "eng"], capture_output=True,
+                            text=True, check=True).stdout.strip() for f in files]
+    return texts, 1000 * (time.perf_counter() - started) / len(files)
+
+
+def read_pages(reader: LineReader, grays: list[np.ndarray], truth: list[str], pages: int,
+               rng: np.random.Generator) -> tuple[dict, np.ndarray, list]:
+    """CER of whole pages read by `read` vs the line CER of the same lines; the last page and its reading."""
+    page_truth, page_read, line_truth, line_read = [], [], [], []
+    for _ in range(pages):
+        chosen = rng.choice(len(grays), size=int(rng.integers(3, 7)), replace=False)
+        ink = [np.round((1 - grays[i]) * 255).astype(np.uint8) for i in chosen]
+        page, _ = text_page(ink, rng)
+        lines = read_text_page(page, reader)
+        page_truth.append("\n".join(truth[i] for i in chosen))
+        page_read.append("\n".join(line.text for line in lines))
+        line_truth += [truth[i] for i in chosen]
+        line_read += [reader.read([line_image(grays[i], reader.image_size, 4096)])[0][0] for i in chosen]
+    chars = sum(Levenshtein.distance(t, r) for t, r in zip(page_truth, page_read))
+    return ({"page_cer": round(chars / sum(len(t) for t in page_truth), 6),
+             "same_lines_cer": text_metrics(line_truth, line_read)["cer"], "pages": pages}, page, lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=EXPORT",
+                        help="a line model's export folder, named for the table (repeatable)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/unipen-lines"))
+    parser.add_argument("--limit", type=int, default=600, help="test lines to read (seeded sample)")
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (args.data / "labels.csv").is_file():
+        raise SystemExit(f"{args.data}: no labels.csv; this benchmark needs the shared UNIPEN lines (../shared/data)")
+
+    sample = test_lines(args.data, args.limit, args.seed)
+    files = [args.data / f for f in sample["file"]]
+    grays = [read_grayscale(f) for f in files]
+    truth = sample["text"].tolist()
+    print(f"{len(truth)} held-out lines from {sample['writer'].nunique()} writers, {args.data}")
+    rows = []
+    for name, export in (spec.split("=", 1) for spec in args.model):
+        reader = load_classifier(export, num_threads=1)
+        if not isinstance(reader, LineReader):
+            raise SystemExit(f"{export}: not a line model's export")
+        texts, ms = read_with_model(reader, grays)
+        pages, page, lines = read_pages(reader, grays, truth, args.pages, np.random.default_rng(args.seed))
+        rows.append({"reader": name, **text_metrics(truth, texts), "ms_per_line": round(ms, 2), **pages})
+        RESULTS.mkdir(exist_ok=True)
+        with atomic_path(RESULTS / "lines_page.png") as tmp:
+            annotate(page, ((line.box, line.text, line.confidence) for line in lines)).save(tmp, format="PNG")
+        print(f"  {name}: CER {rows[-1]['cer']:.2%}, page CER {pages['page_cer']:.2%}", flush=True)
+    if shutil.which("tesseract"):
+        texts, ms = read_with_tesseract(files)
+        version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        rows.append({"reader": f"{version} --psm 7", **text_metrics(truth, texts), "ms_per_line": round(ms, 2)})
+    else:
+        print("tesseract not installed (apt-get install tesseract-ocr): its row is left out")
+    table = pd.DataFrame(rows)
+    print(table.to_markdown(index=False, floatfmt=".4f"))
+    write_json(RESULTS / "lines.json", {"lines": len(truth), "data": str(args.data), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

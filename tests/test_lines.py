@@ -1,0 +1,250 @@
+"""Text lines: CTC decoding, CER/WER, the line data sources, line finding on a page, and a line model
+trained, evaluated, exported and used by `read` through the real pipeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+
+import httpx
+import numpy as np
+import pytest
+from conftest import copy_project, run
+from data_helpers import embedded
+from model_helpers import CHROMIUM, PYTHON, draw, free_port, launch_chromium, start_server, stop_server
+from PIL import Image
+
+from neurodigits import NeuroDigitsError
+from neurodigits.data import load_datasets, prepare
+from neurodigits.data.dataset import ctc_fits, decode_labels, encode_texts, lines_report
+from neurodigits.data.lines import compose_line
+from neurodigits.evaluation import character_alignment, text_metrics
+from neurodigits.inference import ctc_greedy
+from neurodigits.page import find_lines
+from neurodigits.params import DataParams, parse_params
+from neurodigits.preprocess import ink_map, line_image
+from neurodigits.synth import text_page
+
+TINY_CRNN = {"kind": "crnn", "conv_filters": [8, 16], "convs_per_block": 1, "dense_units": 16, "rnn_units": 16,
+             "rnn_layers": 1, "dropout": 0.1}
+
+
+def logits_for(path: list[int], symbols: int = 4) -> np.ndarray:
+    """Per-column logits whose most likely symbol is `path[t]` at column t (confidence 0.9-ish)."""
+    logits = np.zeros((1, len(path), symbols))
+    logits[0, np.arange(len(path)), path] = 5.0
+    return logits
+
+
+def test_ctc_greedy_collapses_repeats_and_drops_blanks():
+    classes = ["a", "b", "c"]  # symbol i is classes[i - 1]; 0 is the blank
+    assert ctc_greedy(logits_for([1, 1, 0, 1, 2, 2, 0, 0, 3]), classes)[0][0] == "aabc"
+    assert ctc_greedy(logits_for([0, 0, 0]), classes) == [("", 1.0)]
+    text, confidence = ctc_greedy(logits_for([2, 0, 3]), classes)[0]
+    assert text == "bc" and confidence == pytest.approx(math.exp(5) / (math.exp(5) + 3))
+
+
+def test_cer_and_wer_on_known_strings():
+    metrics = text_metrics(["hello world", "12 34"], ["helo world", "12 34"])
+    assert metrics["cer"] == pytest.approx(1 / 16)  # one deletion in 16 reference characters
+    assert metrics["wer"] == pytest.approx(1 / 4)  # one of four words wrong
+    assert metrics["line_accuracy"] == 0.5 and metrics["n"] == 2
+    assert text_metrics(["ab"], ["xyz"])["cer"] == pytest.approx(3 / 2)  # insertions count: CER can pass 100%
+    aligned = character_alignment(["abc"], ["axcd"])
+    assert aligned.values.tolist() == [["a", "a"], ["b", "x"], ["c", "c"], ["(extra)", "d"]]
+
+
+def test_ctc_labels_round_trip_and_width_check():
+    classes = [" ", "1", "2"]
+    rows = encode_texts(["12 1", "2"], classes)
+    assert rows.tolist() == [[2, 3, 1, 2], [3, 0, 0, 0]]
+    assert decode_labels(rows, classes) == ["12 1", "2"]
+    assert ctc_fits("11", 12) and not ctc_fits("11", 11)  # a repeat needs a blank between: 3 steps of 4 px
+
+
+def write_lines_folder(root, texts: list[str], writers: list[str], split: list[str] | None = None) -> None:
+    """Line images of digits (dark ink on white paper, as scanned) and their labels.csv."""
+    images, labels = embedded()
+    rng = np.random.default_rng(0)
+    (root / "lines").mkdir(parents=True)
+    with open(root / "labels.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["file", "text", "writer", "quality", "split"])
+        for i, (text, writer) in enumerate(zip(texts, writers)):
+            digits = [images[rng.choice(np.flatnonzero(labels == int(c)))] for c in text if c != " "]
+            line = compose_line(digits, text, rng, 48, 2000)
+            Image.fromarray(255 - line).save(root / "lines" / f"{i:03d}.png")
+            out.writerow([f"lines/{i:03d}.png", text, writer, "OK" if i % 2 else "?", split[i] if split else ""])
+
+
+@pytest.fixture(scope="module")
+def lines_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lines")
+    texts = ["12 34", "567", "8 9 0", "1234567", "42", "909 1", "77 3", "65"]
+    write_lines_folder(root, texts, writers=["w1", "w1", "w2", "w2", "w3", "w3", "w4", "w4"])
+    return root, texts
+
+
+def test_lines_folder_loads_normalised_lines_and_splits_by_writer(lines_folder):
+    root, texts = lines_folder
+    params = DataParams(source="lines", path=str(root), line_height=32, test_fraction=0.25)
+    [dataset] = load_datasets(params)
+    assert dataset.images.shape[1] == 32 and dataset.images.dtype == np.uint8
+    assert sorted([*dataset.labels, *dataset.test_labels]) == sorted(texts)
+    assert len(dataset.test_labels) == 2  # one writer of four, both of its lines
+    writer_of = dict(zip(texts, ["w1", "w1", "w2", "w2", "w3", "w3", "w4", "w4"]))
+    assert len({writer_of[t] for t in dataset.test_labels}) == 1
+    assert dataset.images[:, :, 0].max() == 0 and dataset.images.max() > 200  # bright ink on dark, margin kept
+    prepared = prepare(dataset, params)
+    assert prepared.classes == sorted(set("".join(texts)))
+    assert prepared.x_train.shape[2] % 32 == 0 and prepared.meta["task"] == "lines"
+    assert decode_labels(prepared.y_train, prepared.classes) == dataset.labels.tolist()
+    assert lines_report(prepared)["train"]["n"] == 6
+
+
+def test_lines_folder_errors_are_one_line(tmp_path, lines_folder):
+    params = DataParams(source="lines", path=str(tmp_path))
+    with pytest.raises(NeuroDigitsError, match="no labels.csv; give a folder of line images") as error:
+        load_datasets(params)
+    assert "\n" not in str(error.value)
+    (tmp_path / "labels.csv").write_text("file,text,split\na.png,12,validation\n")
+    with pytest.raises(NeuroDigitsError, match="split 'validation' is not train or test"):
+        load_datasets(params)
+    (tmp_path / "labels.csv").write_text("image,label\na.png,12\n")
+    with pytest.raises(NeuroDigitsError, match="needs the columns file and text"):
+        load_datasets(params)
+
+
+def test_line_model_and_line_data_go_together():
+    with pytest.raises(NeuroDigitsError, match="text lines need model.kind crnn"):
+        parse_params({"data": {"source": "synthetic-lines"}})
+    with pytest.raises(NeuroDigitsError, match="crnn reads text lines; set data.source to lines"):
+        parse_params({"model": {"kind": "crnn"}})
+    with pytest.raises(NeuroDigitsError, match="mixes text lines"):
+        parse_params({"data": {"source": ["mnist-5k", "synthetic-lines"]}, "model": {"kind": "crnn"}})
+
+
+def test_synthetic_lines_are_seeded_and_test_lines_use_held_out_digits_only():
+    params = DataParams(source="synthetic-lines", synthetic_lines=40)
+    first, second = load_datasets(params)[0], load_datasets(params)[0]
+    np.testing.assert_array_equal(first.images, second.images)
+    assert len(first.labels) == 32 and len(first.test_labels) == 8
+    assert all(set(text) <= set("0123456789 ") and text.strip() == text for text in first.labels)
+
+
+def test_messy_line_images_normalise_alike():
+    """A line as a 1-bit scan, faint pencil, or white ink on black reads as the same normalised line."""
+    _, texts = None, "305 12"
+    images, labels = embedded()
+    rng = np.random.default_rng(3)
+    digits = [images[np.flatnonzero(labels == int(c))[0]] for c in texts if c != " "]
+    clean = compose_line(digits, texts, rng, 64, 4000) / 255.0
+    reference = line_image(1 - clean, 32, 1024)
+    for variant in (1 - (clean > 0.5), 1 - 0.2 * clean, clean):
+        line = line_image(variant.astype(np.float32), 32, 1024)
+        assert line.shape[0] == 32 and abs(line.shape[1] - reference.shape[1]) <= 3
+    with pytest.raises(NeuroDigitsError, match="blank"):
+        line_image(np.ones((40, 200), dtype=np.float32), 32, 1024)
+
+
+def two_line_page(texts: tuple[str, str]) -> tuple[np.ndarray, list]:
+    """A page with two handwritten numbers, one under the other (synth.text_page): gray in [0, 1], line boxes."""
+    images, labels = embedded()
+    rng = np.random.default_rng(5)
+    lines = [compose_line([images[np.flatnonzero(labels == int(c))[-1]] for c in text if c != " "], text, rng, 64, 480)
+             for text in texts]
+    return text_page(lines, rng)
+
+
+def test_find_lines_finds_each_line_top_to_bottom():
+    page, truth = two_line_page(("31 415", "92 65"))
+    boxes = find_lines(ink_map(page))
+    assert len(boxes) == 2
+    for (top, left, bottom, right), (true_top, true_left, true_bottom, true_right) in zip(boxes, truth):
+        assert true_top <= top < bottom <= true_bottom and true_left <= left < right <= true_right
+        assert bottom - top > 0.6 * (true_bottom - true_top)  # the line's ink, not a sliver of it
+
+
+@pytest.fixture(scope="module")
+def line_project(tmp_path_factory):
+    """`dvc exp run` of a tiny line model on synthetic lines, in a project copy."""
+    project = copy_project(tmp_path_factory.mktemp("lines-project"),
+                           data={"source": "synthetic-lines", "synthetic_lines": 80}, model=TINY_CRNN,
+                           train={"epochs": 2, "batch_size": 16}, tracking={"registered_model": "lines-test"})
+    run(["dvc", "exp", "run"], project)
+    return project
+
+
+def test_line_model_pipeline_end_to_end(line_project):
+    """CER/WER metrics, the worst-lines gallery, aligned characters, an export with parity, a registered model."""
+    metrics = json.loads((line_project / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"test", "train"} and {"cer", "wer", "line_accuracy"} <= set(metrics["test"])
+    assert metrics["test"]["n"] == 16
+    assert (line_project / "reports" / "plots" / "misclassified.png").stat().st_size > 1000
+    metadata = json.loads((line_project / "models" / "export" / "metadata.json").read_text())
+    assert metadata["task"] == "lines" and metadata["image_size"] == 32
+    assert metadata["classes"] == [" ", *"0123456789"] and max(metadata["parity"].values()) < 1e-4
+    confusion = (line_project / "reports" / "confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) > 50
+    versions = run([sys.executable, "-c", "import mlflow; from neurodigits import tracking; "
+                    "mlflow.set_tracking_uri(tracking.tracking_uri()); "
+                    "print(len(mlflow.MlflowClient().search_model_versions(\"name='lines-test'\")))"], line_project)
+    assert versions.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("model", ["models/export", "models:/lines-test@champion"])  # TFLite; the registry's
+def test_read_finds_and_reads_both_lines_of_a_page(line_project, tmp_path, model):
+    page, _ = two_line_page(("31 415", "92 65"))
+    Image.fromarray((page * 255).astype(np.uint8)).save(tmp_path / "page.png")
+    result = run([sys.executable, "-m", "neurodigits.cli", "read", str(tmp_path / "page.png"), "--json",
+                  "--model", model, "--annotate", str(tmp_path / "read.png")], line_project)
+    lines = json.loads(result.stdout)
+    assert len(lines) == 2 and lines[0]["box"][0] < lines[1]["box"][0]
+    assert all(set(line["text"]) <= set("0123456789 ") and 0 <= line["confidence"] <= 1 for line in lines)
+    assert Image.open(tmp_path / "read.png").size == page.shape[::-1]
+
+
+@pytest.fixture(scope="module")
+def line_server(line_project):
+    base = f"http://127.0.0.1:{free_port()}"
+    server = start_server([PYTHON, "-m", "neurodigits.cli", "serve", "--model",
+                           str(line_project / "models" / "export"), "--port", base.rsplit(":", 1)[1]],
+                          f"{base}/api/info")
+    yield base
+    stop_server(server)
+
+
+def test_serving_a_line_model_reads_an_uploaded_line(line_server):
+    info = httpx.get(f"{line_server}/api/info").json()
+    assert info["task"] == "lines" and info["image_size"] == 32
+    images, labels = embedded()
+    line = compose_line([images[np.flatnonzero(labels == d)[0]] for d in (4, 2)], "42", np.random.default_rng(1),
+                        64, 2000)
+    buffer = io.BytesIO()
+    Image.fromarray(255 - line).save(buffer, "PNG")
+    body = httpx.post(f"{line_server}/api/predict", files={"file": ("line.png", buffer.getvalue())}).json()
+    assert set(body["text"]) <= set("0123456789 ") and 0 <= body["confidence"] <= 1
+    assert body["input"].startswith("data:image/png;base64,")
+    refused = httpx.post(f"{line_server}/api/samples", files={"file": ("line.png", buffer.getvalue())},
+                         data={"label": "42"})
+    assert refused.status_code == 409 and "single characters" in refused.json()["detail"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="apt-get install chromium")
+def test_drawing_page_offers_a_wide_canvas_for_a_line_model(line_server):
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(line_server)
+        page.wait_for_function("document.body.classList.contains('lines')")
+        box = page.locator("#canvas").bounding_box()
+        draw(page, [[(0.2 + 0.3 * k, 0.2), (0.2 + 0.3 * k, 0.8)] for k in range(3)])  # like "1 1 1"
+        page.wait_for_function("document.getElementById('probability').textContent.includes('sure')")
+        teach_hidden = page.locator(".teach").is_hidden()
+        browser.close()
+    assert box["width"] > 3 * box["height"] and teach_hidden
