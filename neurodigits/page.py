@@ -23,8 +23,9 @@ DUST_SHARE = 0.03  # components with less ink than this share of a typical one a
 MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
 MAX_PAGE_SIDE = 3000  # bigger pages are read shrunk to this
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
-LINE_INK = 0.04  # rows with more than this share of the fullest row's ink belong to a line of text
-MIN_LINE_SHARE = 0.4  # ink bands thinner than this share of the typical line join the nearest line
+SPECK_SHARE = 0.001  # strokes with less than this share of a page's ink are specks, not writing
+TALL_LINE = 1.7  # a band of writing taller than this many typical lines is several lines touching
+MIN_LINE_SHARE = 0.4  # bands thinner than this share of the typical line join the nearest line
 WORD_GAP = 0.8  # a gap wider than this times the line's median character height starts a new word
 
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
@@ -164,24 +165,48 @@ class TextLine:
 
 
 def find_lines(ink: np.ndarray) -> list[Box]:
-    """The text lines of a page's ink map, top to bottom: bands of rows with ink, split at the emptiest rows
-    between them; bands much thinner than a typical line (an i's dots, a stray mark) join their nearest
-    neighbour. Each box spans its band's rows and the ink's columns."""
-    profile = ndimage.uniform_filter1d(ink.sum(axis=1), 3)
-    inked = profile > LINE_INK * profile.max()
-    bands = [[s.start, s.stop] for s, in ndimage.find_objects(ndimage.label(inked)[0])]
-    if not bands:
+    """The text lines of a page's ink map, top to bottom. Strokes (connected ink) whose rows overlap belong to
+    one line, so a word's loose loops and accents stay together; a band taller than TALL_LINE typical lines
+    (lines touching through ascenders and descenders) is cut at its emptiest row; bands much thinner than a
+    typical line (an i's dots, a stray mark) join their nearest neighbour; specks are dropped. Each box spans
+    its band's rows and the ink's columns."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if not count:
         return []
-    typical = float(np.median([b - a for a, b in bands]))
-    for band in sorted(bands, key=lambda b: b[1] - b[0]):
-        if band[1] - band[0] >= MIN_LINE_SHARE * typical or len(bands) == 1:
-            continue
-        i = bands.index(band)
-        gaps = [(band[0] - bands[i - 1][1], i - 1) if i > 0 else (np.inf, -1),
-                (bands[i + 1][0] - band[1], i + 1) if i + 1 < len(bands) else (np.inf, -1)]
-        _, j = min(gaps)
-        bands[j] = [min(bands[j][0], band[0]), max(bands[j][1], band[1])]
-        bands.remove(band)
+    masses = ndimage.sum(ink, labels, np.arange(1, count + 1))
+    spans = sorted((s[0].start, s[0].stop) for s, mass in zip(ndimage.find_objects(labels), masses)
+                   if mass >= SPECK_SHARE * masses.sum())
+    bands: list[list[int]] = []
+    for top, bottom in spans:
+        if bands and top < bands[-1][1]:
+            bands[-1][1] = max(bands[-1][1], bottom)
+        else:
+            bands.append([top, bottom])
+    profile = ink.sum(axis=1)
+    heights = np.array([b - a for a, b in bands])
+    order = np.argsort(heights)
+    mass = np.cumsum([profile[a:b].sum() for a, b in (bands[k] for k in order)])
+    typical = float(heights[order[np.searchsorted(mass, mass[-1] / 2)]])  # a line's height, weighted by ink
+    for i in range(len(bands) - 1, -1, -1):  # cut over-tall bands at their emptiest row
+        top, bottom = bands[i]
+        cuts = []
+        while bottom - top > TALL_LINE * typical:
+            low, high = top + int(0.6 * typical), bottom - int(0.6 * typical)
+            cut = low + int(np.argmin(profile[low:high]))
+            cuts.append(cut)
+            top = cut
+        edges = [bands[i][0], *cuts, bands[i][1]]
+        bands[i:i + 1] = [[a, b] for a, b in zip(edges, edges[1:])]
+    while len(bands) > 1:
+        i = min(range(len(bands)), key=lambda k: bands[k][1] - bands[k][0])  # the thinnest band
+        top, bottom = bands[i]
+        if bottom - top >= MIN_LINE_SHARE * typical:
+            break
+        gaps = [(top - bands[i - 1][1], i - 1) if i > 0 else (np.inf, -1),
+                (bands[i + 1][0] - bottom, i + 1) if i + 1 < len(bands) else (np.inf, -1)]
+        j = min(gaps)[1]
+        bands[j] = [min(bands[j][0], top), max(bands[j][1], bottom)]
+        del bands[i]
     boxes = []
     for top, bottom in bands:
         cols = np.flatnonzero(ink[top:bottom].max(axis=0) > 0)

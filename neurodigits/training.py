@@ -130,9 +130,9 @@ def predict_lines(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> li
     batches = LineBatches(x, None, batch_size)
     out: list[np.ndarray] = [None] * len(x)
     for i in range(len(batches)):
-        logits = np.asarray(model(batches[i][0], training=False))
+        logits = model.predict_on_batch(batches[i][0])  # a compiled call, traced for any width
         for row, line_logits in zip(batches.batches[i], logits):
-            out[row] = line_logits[:-(-int(batches.widths[row]) // 4)]
+            out[row] = line_logits[:-(-int(batches.widths[row]) // DOWNSAMPLE)]
     return out
 
 

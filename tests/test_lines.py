@@ -248,3 +248,15 @@ def test_drawing_page_offers_a_wide_canvas_for_a_line_model(line_server):
         teach_hidden = page.locator(".teach").is_hidden()
         browser.close()
     assert box["width"] > 3 * box["height"] and teach_hidden
+
+
+def test_find_lines_joins_dots_and_marks_to_the_nearest_line():
+    ink = np.zeros((200, 300), dtype=np.float32)
+    ink[20:60, 10:290] = 1  # a line
+    ink[64:67, 50:90] = 1  # a mark just under it
+    ink[100:104, 100:130] = 1  # a row of i-dots above the next line
+    ink[110:150, 10:200] = 1  # the next line
+    ink[200 - 50:200 - 47, 10:60] = 1  # a stroke touching its bottom
+    [first, second] = find_lines(ink)
+    assert abs(first[0] - 20) <= 1 and abs(first[2] - 67) <= 1 and first[1::2] == (10, 290)
+    assert abs(second[0] - 100) <= 1 and abs(second[2] - 153) <= 1 and second[1::2] == (10, 200)
