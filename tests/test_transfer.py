@@ -176,14 +176,23 @@ def test_a_bad_parent_is_one_line_and_no_output(uri, expected, tmp_path, monkeyp
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # no partial outputs
 
 
-def test_champion_moves_only_between_models_of_the_same_classes(tmp_path: Path):
-    """A personal 3-class model with a perfect score never takes the alias from the 10-digit champion; a
-    better 10-digit model does; line models rank by CER (lower is better)."""
+@pytest.fixture
+def local_mlflow(tmp_path: Path):
+    """MLflow on a SQLite store of its own; the tracking URI (which MLflow also exports to child processes) is
+    reset afterwards."""
     import mlflow  # noqa: PLC0415
 
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield mlflow
+    mlflow.set_tracking_uri(None)
+
+
+def test_champion_moves_only_between_models_of_the_same_classes(local_mlflow):
+    """A personal 3-class model with a perfect score never takes the alias from the 10-digit champion; a
+    better 10-digit model does; line models rank by CER (lower is better)."""
     from neurodigits import tracking  # noqa: PLC0415
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow = local_mlflow
     client = mlflow.MlflowClient()
     client.create_registered_model("m")
 
