@@ -260,3 +260,26 @@ def test_find_lines_joins_dots_and_marks_to_the_nearest_line():
     [first, second] = find_lines(ink)
     assert abs(first[0] - 20) <= 1 and abs(first[2] - 67) <= 1 and first[1::2] == (10, 290)
     assert abs(second[0] - 100) <= 1 and abs(second[2] - 153) <= 1 and second[1::2] == (10, 200)
+
+
+def test_line_batches_are_seeded_width_sorted_and_augmented_within_ctc_limits():
+    from neurodigits.params import TrainParams  # noqa: PLC0415
+    from neurodigits.training import LineBatches, ctc_steps, warp_line  # noqa: PLC0415
+
+    params = DataParams(source="synthetic-lines", synthetic_lines=60)
+    prepared = prepare(load_datasets(params), params)
+    train = TrainParams(augment=True, augment_zoom=0.5, augment_stroke=0.3)
+
+    def epoch(seed: int) -> list:
+        return [LineBatches(prepared.x_train, prepared.y_train, 8, seed, train)[i] for i in range(6)]
+
+    first, again = epoch(1), epoch(1)
+    for (x, y), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+        assert x.shape[2] % 32 == 0 and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert not np.array_equal(first[0][0], epoch(2)[0][0])
+    rng, line, label = np.random.default_rng(0), prepared.x_train[0][:, :40], prepared.y_train[0]
+    need = 4 * ctc_steps(label)
+    widths = [warp_line(line, rng, train, min_width=need).shape[1] for _ in range(50)]
+    assert min(widths) >= need  # squeezing never leaves a label fewer model steps than CTC needs
