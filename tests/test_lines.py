@@ -283,3 +283,21 @@ def test_line_batches_are_seeded_width_sorted_and_augmented_within_ctc_limits():
     need = 4 * ctc_steps(label)
     widths = [warp_line(line, rng, train, min_width=need).shape[1] for _ in range(50)]
     assert min(widths) >= need  # squeezing never leaves a label fewer model steps than CTC needs
+
+
+def test_line_model_training_is_bit_identical_for_the_same_params():
+    from neurodigits.models import build_model  # noqa: PLC0415
+    from neurodigits.params import ModelParams, TrainParams  # noqa: PLC0415
+    from neurodigits.training import fit, set_determinism, weights_sha256  # noqa: PLC0415
+
+    params = DataParams(source="synthetic-lines", synthetic_lines=40)
+    prepared = prepare(load_datasets(params), params)
+    train = TrainParams(epochs=2, batch_size=8, augment=True, augment_stroke=0.3)
+
+    def trained() -> str:
+        set_determinism(train.seed)
+        model = build_model(ModelParams(**TINY_CRNN, batch_norm=True), train, 32, len(prepared.classes))
+        fit(model, prepared.x_train, prepared.y_train, train, verbose=0)
+        return weights_sha256(model)
+
+    assert trained() == trained()
