@@ -105,11 +105,9 @@ class Classifier(Protocol):
 class TFLiteClassifier:
     """The TFLite export, with the image size and class names from its metadata.json (if any)."""
 
-    def __init__(self, path: Path, num_threads: int | None = None) -> None:
+    def __init__(self, path: Path, metadata: dict, num_threads: int | None = None) -> None:
         self.source = str(path)
         self.predictor = TFLitePredictor(path, num_threads)
-        metadata_file = path.parent / METADATA_FILE
-        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
         self.image_size = int(metadata.get("image_size") or math.isqrt(self.predictor.input_size))
         self.classes = [str(c) for c in metadata.get("classes") or range(self.predictor.num_outputs)]
 
@@ -148,26 +146,23 @@ def _mlflow():
     return mlflow
 
 
-def _line_model_export(uri: str) -> Path | None:
-    """A line model's TFLite export (model.tflite + metadata.json), downloaded from the run of the model at `uri`;
-    None when the URI names a character model (served through pyfunc) or cannot be resolved here."""
+def _run_export(uri: str) -> tuple[str | None, dict]:
+    """The run id of the model at `uri` and the export metadata logged with that run ({} when there is none,
+    or the URI cannot be resolved here: MLflowClassifier then says why in one line)."""
     mlflow = _mlflow()
     from neurodigits import tracking  # noqa: PLC0415
 
     try:
         run_id = mlflow.models.get_model_info(uri).run_id
-    except Exception:  # a bad URI or an unreachable store: MLflowClassifier says so in one line
-        return None
-    metadata = tracking.export_metadata(run_id) if run_id else None
-    if not metadata or metadata.get("task") != "lines":
-        return None
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="export"))
+    except Exception:  # a bad URI or an unreachable store
+        return None, {}
+    return run_id, (tracking.export_metadata(run_id) if run_id else None) or {}
 
 
 class MLflowClassifier:
     """A registered (or logged) MLflow model, which outputs probabilities, through pyfunc."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, metadata: dict) -> None:
         mlflow = _mlflow()
         try:
             self.model = mlflow.pyfunc.load_model(uri)
@@ -177,15 +172,7 @@ class MLflowClassifier:
         self.source = uri
         width = self.model.metadata.get_input_schema().inputs[0].shape[-1]
         self.image_size = math.isqrt(width)
-        self.classes = self._run_classes() or [str(i) for i in range(self._num_outputs(width))]
-
-    def _run_classes(self) -> list[str] | None:
-        """Class names from the export metadata logged with the model's run, when there is one."""
-        from neurodigits import tracking  # noqa: PLC0415
-
-        run_id = self.model.metadata.run_id
-        metadata = tracking.export_metadata(run_id) if run_id else None
-        return [str(c) for c in metadata["classes"]] if metadata and "classes" in metadata else None
+        self.classes = [str(c) for c in metadata.get("classes") or range(self._num_outputs(width))]
 
     def _num_outputs(self, width: int) -> int:
         return self.probabilities(np.zeros((1, width), dtype=np.float32)).shape[-1]
@@ -246,10 +233,10 @@ def load_classifier(model: str | Path | None = None, num_threads: int | None = N
     if model is None:
         model = default_model()
     if str(model).startswith(MLFLOW_SCHEMES):
-        export = _line_model_export(str(model))
-        if export is None:
-            return MLflowClassifier(str(model))
-        model = export
+        run_id, metadata = _run_export(str(model))
+        if metadata.get("task") != "lines":
+            return MLflowClassifier(str(model), metadata)
+        model = _mlflow().artifacts.download_artifacts(run_id=run_id, artifact_path="export")  # its TFLite export
     path = Path(model)
     if path.is_dir():
         path = path / TFLITE_FILE
@@ -257,9 +244,10 @@ def load_classifier(model: str | Path | None = None, num_threads: int | None = N
         raise NeuroDigitsError(f"{model}: no such model; give an export folder, a .tflite file "
                                "or an MLflow URI like models:/neurodigits@champion")
     metadata_file = path.parent / METADATA_FILE
-    if metadata_file.is_file() and json.loads(metadata_file.read_text()).get("task") == "lines":
-        return LineReader(path, json.loads(metadata_file.read_text()), num_threads)
-    return TFLiteClassifier(path, num_threads)
+    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+    if metadata.get("task") == "lines":
+        return LineReader(path, metadata, num_threads)
+    return TFLiteClassifier(path, metadata, num_threads)
 
 
 @dataclass(frozen=True)
