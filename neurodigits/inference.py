@@ -33,6 +33,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def ctc_kept(symbols: np.ndarray) -> np.ndarray:
+    """Which of a line's per-column best symbols (index 0 the CTC blank) its text keeps: repeats collapsed,
+    blanks dropped."""
+    return (symbols != 0) & np.concatenate([[True], symbols[1:] != symbols[:-1]])
+
+
 def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]]:
     """Per-column logits (N, T, characters + 1; index 0 the CTC blank) -> (text, confidence) per line: the most
     likely symbol per column, repeats collapsed, blanks dropped. Confidence: the lowest probability among the
@@ -41,7 +47,7 @@ def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]
     best, best_p = probabilities.argmax(-1), probabilities.max(-1)
     out = []
     for symbols, p in zip(best, best_p):
-        keep = (symbols != 0) & np.concatenate([[True], symbols[1:] != symbols[:-1]])
+        keep = ctc_kept(symbols)
         out.append(("".join(classes[i - 1] for i in symbols[keep]), float(p[keep].min()) if keep.any() else 1.0))
     return out
 

@@ -11,11 +11,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from PIL import Image
+from rapidfuzz.distance import Levenshtein
 from scipy import ndimage
 
 from neurodigits.data.dataset import DOWNSAMPLE
+from neurodigits.inference import ctc_kept
 from neurodigits.params import TrainParams
 from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, pad_lines
+
+TRACKED_LINES = 256  # a line model's error rate per epoch is read on a seeded sample of at most this many lines
 
 
 def set_determinism(seed: int) -> None:
@@ -136,6 +140,34 @@ def predict_lines(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> li
     return out
 
 
+def line_error_rate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The character error rate of a line model's greedy reading of lines `x` against their CTC label rows `y`."""
+    errors = 0
+    for logits, row in zip(predict_lines(model, x), y):
+        symbols = logits.argmax(-1)
+        errors += Levenshtein.distance(symbols[ctc_kept(symbols)].tolist(), row[row > 0].tolist())
+    return errors / max(1, int((y > 0).sum()))
+
+
+class LineErrorRate(keras.callbacks.Callback):
+    """Puts a line model's character error rate on seeded samples of its training lines (`cer`, read without
+    augmentation) and validation lines (`val_cer`) into each epoch's logs: the learning curve in the unit the
+    evaluation reports, next to the CTC loss."""
+
+    def __init__(self, seed: int, train: tuple[np.ndarray, np.ndarray],
+                 validation: tuple[np.ndarray, np.ndarray] | None) -> None:
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.samples = {}
+        for name, (x, y) in ({"cer": train} | ({"val_cer": validation} if validation else {})).items():
+            rows = np.sort(rng.choice(len(x), min(len(x), TRACKED_LINES), replace=False))
+            self.samples[name] = (x[rows], y[rows])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for name, (x, y) in self.samples.items():
+            logs[name] = line_error_rate(self.model, x, y)
+
+
 def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
                validation: tuple[np.ndarray, np.ndarray] | None, callbacks: Sequence[keras.callbacks.Callback],
                verbose: int | str, initial_epoch: int) -> pd.DataFrame:
@@ -146,7 +178,8 @@ def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainPa
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation is not None else "loss",
             patience=params.early_stopping_patience, restore_best_weights=True))
-    if model.name == "crnn":  # lines: batches of similar width; validation as such batches too
+    if model.name == "crnn":  # lines: batches of similar width; validation as such batches too; CER per epoch
+        callbacks.insert(0, LineErrorRate(params.seed, (x, y), validation))
         x = LineBatches(x, y, params.batch_size, params.seed, params if params.augment else None).dataset()
         y, validation = None, validation and LineBatches(*validation, params.batch_size).dataset()
     history = model.fit(x, y, epochs=initial_epoch + params.epochs, initial_epoch=initial_epoch,

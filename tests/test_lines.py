@@ -21,7 +21,7 @@ from neurodigits import NeuroDigitsError
 from neurodigits.data import load_datasets, prepare
 from neurodigits.data.dataset import ctc_fits, decode_labels, encode_texts, lines_report
 from neurodigits.data.lines import compose_line
-from neurodigits.evaluation import character_alignment, text_metrics
+from neurodigits.evaluation import character_alignment, read_lines, text_metrics
 from neurodigits.inference import ctc_greedy
 from neurodigits.page import find_lines
 from neurodigits.params import DataParams, parse_params
@@ -184,6 +184,8 @@ def test_line_model_pipeline_end_to_end(line_project):
     assert set(metrics) == {"test", "train"} and {"cer", "wer", "line_accuracy"} <= set(metrics["test"])
     assert metrics["test"]["n"] == 16
     assert (line_project / "reports" / "plots" / "misclassified.png").stat().st_size > 1000
+    history = (line_project / "reports" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,cer" and all(float(row.split(",")[2]) >= 0 for row in history[1:])
     metadata = json.loads((line_project / "models" / "export" / "metadata.json").read_text())
     assert metadata["task"] == "lines" and metadata["image_size"] == 32
     assert metadata["classes"] == [" ", *"0123456789"] and max(metadata["parity"].values()) < 1e-4
@@ -294,10 +296,16 @@ def test_line_model_training_is_bit_identical_for_the_same_params():
     prepared = prepare(load_datasets(params), params)
     train = TrainParams(epochs=2, batch_size=8, augment=True, augment_stroke=0.3)
 
-    def trained() -> str:
+    def trained() -> tuple[str, object, object]:
         set_determinism(train.seed)
         model = build_model(ModelParams(**TINY_CRNN, batch_norm=True), train, 32, len(prepared.classes))
-        fit(model, prepared.x_train, prepared.y_train, train, verbose=0)
-        return weights_sha256(model)
+        history = fit(model, prepared.x_train, prepared.y_train, train, verbose=0)
+        return weights_sha256(model), history, model
 
-    assert trained() == trained()
+    first, history, model = trained()
+    assert trained()[0] == first
+    # the per-epoch CER (on the training lines here: all 40 < TRACKED_LINES) is the evaluation's CER
+    truth = decode_labels(prepared.y_train, prepared.classes)
+    read = read_lines(model, prepared.x_train, prepared.classes)
+    assert history.columns.tolist() == ["epoch", "loss", "cer"]
+    assert history["cer"].iloc[-1] == pytest.approx(text_metrics(truth, read)["cer"], abs=1e-6)
