@@ -65,7 +65,7 @@ def main() -> None:
         "bare_decode_images_per_second": round(len(files) / bare, 1),
         "predict_images_per_second": round(len(files) / predict, 1),
         "predict_over_bare_time": round(predict / bare, 2),
-        "accuracy": round(sum(r["digit"] == truth[r["file"]] for r in rows) / len(rows), 4),
+        "accuracy": round(sum(r["label"] == truth[r["file"]] for r in rows) / len(rows), 4),
         "errors": sum(bool(r["error"]) for r in rows),
     }, indent=2))
 

@@ -58,8 +58,8 @@ def _records(files: list[str], args: argparse.Namespace) -> Iterator[dict]:
                 yield {"file": path, "error": str(result)}
             else:
                 p = next(predictions)
-                yield {"file": path, "digit": p.label, "probability": p.probability,
-                       "top": [{"digit": label, "probability": q} for label, q in p.top]}
+                yield {"file": path, "label": p.label, "probability": p.probability,
+                       "top": [{"label": label, "probability": q} for label, q in p.top]}
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -79,8 +79,8 @@ def predict(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {record['error']}", file=sys.stderr)
         elif not (args.json or args.csv):
-            top = ", ".join(f"{t['digit']} {t['probability']:.1%}" for t in record["top"])
-            print(f"{record['file']}: {record['digit']} ({record['probability']:.1%})  top-3: {top}")
+            top = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in record["top"])
+            print(f"{record['file']}: {record['label']} ({record['probability']:.1%})  top-3: {top}")
         records.append(record)
     if show:
         bar.close()
@@ -92,15 +92,15 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def write_csv(path: str, records: list[dict]) -> None:
-    """file, digit, probability, top ("7 0.98; 1 0.01; ..."), error: one row per record, written atomically."""
+    """file, label, probability, top ("7 0.98; 1 0.01; ..."), error: one row per record, written atomically."""
     from neurodigits.io import atomic_path  # noqa: PLC0415
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "digit", "probability", "top", "error"])
+        writer.writerow(["file", "label", "probability", "top", "error"])
         for r in records:
-            top = "; ".join(f"{t['digit']} {t['probability']:.6f}" for t in r.get("top", []))
-            writer.writerow([r["file"], r.get("digit", ""), r.get("probability", ""), top, r.get("error", "")])
+            top = "; ".join(f"{t['label']} {t['probability']:.6f}" for t in r.get("top", []))
+            writer.writerow([r["file"], r.get("label", ""), r.get("probability", ""), top, r.get("error", "")])
 
 
 def read(args: argparse.Namespace) -> int:

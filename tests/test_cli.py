@@ -58,7 +58,7 @@ def test_json_output_and_tflite_file(export, photos):
     result = neurodigits("predict", "--json", "--model", export / "model.tflite", photos[0][0])
     [record] = json.loads(result.stdout)
     assert record["file"] == str(photos[0][0]) and len(record["top"]) == 3
-    assert record["digit"] == record["top"][0]["digit"] and 0 < record["probability"] <= 1
+    assert record["label"] == record["top"][0]["label"] and 0 < record["probability"] <= 1
 
 
 def test_default_model_is_models_export_under_cwd(export, photos, tmp_path):
@@ -138,7 +138,7 @@ def test_folders_and_globs_give_one_record_per_input_in_order(export, photos, tm
                 + [str(folder / f"{i:03d}.jpg") for i in range(10)] + [str(tmp_path / "gone.png")])
     assert [r["file"] for r in records] == expected and rc == 1
     assert [r["file"] for r in records if "error" in r] == [str(tmp_path / "bad.png"), str(tmp_path / "gone.png")]
-    assert records[0]["digit"] == records[80 + 1]["digit"]  # the same image, the same answer
+    assert records[0]["label"] == records[80 + 1]["label"]  # the same image, the same answer
     assert not set(imported) & HEAVY, set(imported) & HEAVY
     with open(tmp_path / "out.csv") as f:
         rows = list(csv.DictReader(f))

@@ -129,4 +129,4 @@ def test_dvc_exp_run_trains_a_digits_and_letters_model_end_to_end(folder, tmp_pa
         result = run([sys.executable, "-m", "neurodigits.cli", "predict", "--json", "--model", model, str(letter)],
                      project)
         [record] = json.loads(result.stdout)
-        assert record["digit"] in classes and {t["digit"] for t in record["top"]} <= set(classes), model
+        assert record["label"] in classes and {t["label"] for t in record["top"]} <= set(classes), model

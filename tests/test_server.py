@@ -68,7 +68,7 @@ def test_predict_an_uploaded_photo(url, export):
     assert response.status_code == 200
     body = response.json()
     assert set(body["probabilities"]) == set("0123456789") and abs(sum(body["probabilities"].values()) - 1) < 1e-4
-    assert body["digit"] == body["top"][0]["digit"] and body["input"].startswith("data:image/png;base64,")
+    assert body["label"] == body["top"][0]["label"] and body["input"].startswith("data:image/png;base64,")
 
 
 @pytest.mark.parametrize(("content", "status", "message"), [

@@ -87,8 +87,8 @@ def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_
             [(text, confidence)] = classifier.read([line])
             return {"text": text, "confidence": confidence, "input": _png_data_url(line)}
         prediction = classify(classifier, image[None])[0]
-        return {"digit": prediction.label, "probability": prediction.probability,
-                "top": [{"digit": label, "probability": p} for label, p in prediction.top],
+        return {"label": prediction.label, "probability": prediction.probability,
+                "top": [{"label": label, "probability": p} for label, p in prediction.top],
                 "probabilities": prediction.probabilities, "input": _png_data_url(image)}
 
     @app.get("/api/samples")

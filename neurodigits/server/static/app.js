@@ -87,13 +87,13 @@ async function send(blob, name) {
       inputBoxEl.hidden = true;
       return;
     }
-    digitEl.textContent = body.digit;
+    digitEl.textContent = body.label;
     probabilityEl.textContent = `${(100 * body.probability).toFixed(1)}% sure`;
     inputEl.src = body.input;
     inputEl.alt = "what the model sees";
     inputEl.hidden = false;
     inputBoxEl.hidden = true;
-    showBars(body.probabilities, body.digit);
+    showBars(body.probabilities, body.label);
   } catch (err) {
     errorEl.textContent = `server unreachable (${err})`;
   } finally {
