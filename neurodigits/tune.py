@@ -102,9 +102,11 @@ def run_trial(config: dict[str, Any], data: Prepared, params: Params) -> None:
 
     context = ray.get_runtime_context()
     threads = max(1, int(context.get_assigned_resources().get("CPU", 1)))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)  # a fresh worker process per trial
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:  # settable once per worker process,
+        tf.config.threading.set_intra_op_parallelism_threads(threads)  # and trials reuse their worker
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     trial = trial_params(params, sampled_values(params, config))
+    keras.utils.clear_session()  # the last trial's model and graphs go: same weights as in a fresh process
     set_determinism(trial.train.seed)
     x, x_val, y, y_val = train_test_split(to_model_input(data.x_train), data.y_train,  # as the train stage splits
                                           test_size=trial.train.validation_fraction, stratify=data.y_train,
@@ -282,7 +284,8 @@ def sweep(params: Params, reference: Params | None = None, trials: int | None = 
                     scheduler=tune.schedulers.ASHAScheduler(
                         time_attr="epoch", max_t=params.train.epochs,
                         grace_period=min(settings.grace_period, params.train.epochs),
-                        reduction_factor=settings.reduction_factor)),
+                        reduction_factor=settings.reduction_factor),
+                    reuse_actors=True),  # a node's next trial starts in the same process: TensorFlow imported once
                 run_config=tune.RunConfig(
                     name="sweep", storage_path=str(Path(log_dir) / "results"), callbacks=[runs], verbose=1,
                     stop=_StopOnInterrupt(runs), failure_config=tune.FailureConfig(max_failures=settings.max_failures),
