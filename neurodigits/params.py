@@ -53,6 +53,7 @@ class DataParams(_Section):
     line_height: int = Field(32, ge=16, le=128)
     line_max_width: int = Field(1024, ge=64, le=8192)
     synthetic_lines: int = Field(3000, ge=10)
+    preprocess: bool = False
 
     @model_validator(mode="after")
     def _one_task(self) -> DataParams:
@@ -60,6 +61,9 @@ class DataParams(_Section):
         if len(kinds) > 1:
             raise ValueError("data.source mixes text lines (lines, synthetic-lines) with single characters; "
                              "a model reads one or the other: train them separately")
+        if self.preprocess and self.task == "lines":
+            raise ValueError("data.preprocess is for single characters; text lines are always normalised "
+                             "(preprocess.line_image): set it to false")
         return self
 
     @property

@@ -416,10 +416,13 @@ def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
         raise type(exc)(f"{getattr(path, 'name', path)}: {exc}") from None
 
 
-def _load_one(job: tuple[str | Path | bytes, int]) -> np.ndarray | NeuroDigitsError:
-    """load_digit for a pool worker: the image, or the error (bytes are read as an upload)."""
+def _load_one(job: tuple[str | Path | bytes | np.ndarray, int]) -> np.ndarray | NeuroDigitsError:
+    """load_digit for a pool worker: the image, or the error (bytes are read as an upload, a uint8 array is
+    an image already decoded)."""
     source, size = job
     try:
+        if isinstance(source, np.ndarray):
+            return preprocess_image(source / 255.0, size)
         return load_digit(io.BytesIO(source) if isinstance(source, bytes) else source, size)
     except NeuroDigitsError as exc:
         return exc
@@ -430,9 +433,10 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def load_digits(sources: Sequence[str | Path | bytes], size: int, workers: int | None = None,
+def load_digits(sources: Sequence[str | Path | bytes | np.ndarray], size: int, workers: int | None = None,
                 chunk: int = PARALLEL_CHUNK) -> Iterator[np.ndarray | NeuroDigitsError]:
-    """load_digit over many files (or encoded images), in input order: each one's image, or its error.
+    """load_digit over many files (or encoded images, or decoded uint8 images), in input order: each one's
+    image, or its error.
     Batches of at least two chunks are spread over `workers` processes (default: every core)."""
     workers = min(workers or available_cores(), len(sources) // chunk)
     jobs = ((source, size) for source in sources)

@@ -18,7 +18,7 @@ from neurodigits.data import load_dataset, prepare
 from neurodigits.data.arrays import to_uint8
 from neurodigits.data.idx import read_idx
 from neurodigits.params import DataParams
-from neurodigits.preprocess import resize_images
+from neurodigits.preprocess import preprocess_image, resize_images
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_fashion = pytest.mark.skipif(not FASHION_MNIST.is_dir(),
@@ -140,3 +140,26 @@ def test_prepare_stage_writes_outputs_for_an_idx_folder(tmp_path):
     report = json.loads((tmp_path / "reports" / "data.json").read_text())
     assert (report["n_train"], report["n_test"]) == (100, 20)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared"]  # no temporaries left
+
+
+def test_preprocess_puts_every_image_through_the_predict_path(tmp_path):
+    """data.preprocess: the training and test images are what `predict` makes of each (here: digits stored small
+    and off-centre, unlike MNIST's 20 px box); an image it refuses (blank) is kept resized, and counted."""
+    images, labels = per_class(6)
+    stored = np.zeros_like(images)
+    stored[:, 2:16, 10:24] = resize_images(images, 14)
+    stored[0] = 0
+    np.save(tmp_path / "X.npy", stored)
+    np.save(tmp_path / "y.npy", labels)
+    params = DataParams(source="numpy", path=str(tmp_path), pixel_order="C", image_size=28, test_fraction=0.5,
+                        preprocess=True)
+    prepared = prepare(load_dataset(params), params)
+    plain = prepare(load_dataset(params), params.model_copy(update={"preprocess": False}))
+    assert sum(prepared.meta["preprocess_refused"].values()) == 1
+    for raw, got in zip(np.concatenate([plain.x_train, plain.x_test]),
+                        np.concatenate([prepared.x_train, prepared.x_test])):
+        assert np.array_equal(got, preprocess_image(raw / 255.0, 28) if raw.any() else raw)
+    rows = np.arange(28) @ prepared.x_train.sum(axis=2).T / prepared.x_train.sum(axis=(1, 2)).clip(1)
+    assert np.abs(rows[prepared.x_train.any(axis=(1, 2))] - 14).max() < 1.5  # centred, as predict centres
+    with pytest.raises(ValueError, match="data.preprocess is for single characters"):
+        DataParams(source="synthetic-lines", preprocess=True)

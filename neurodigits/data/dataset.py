@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path, sha256_file
 from neurodigits.params import PARAMS_FILE, DataParams, project_root, resolve_path
-from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, pad_lines, resize_images
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, load_digits, pad_lines, resize_images
 
 DOWNSAMPLE = 4  # a line model predicts one character (or blank) per this many pixel columns
 
@@ -145,6 +145,19 @@ def source_names(params: DataParams) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}-{i}" for i, name in enumerate(names, start=1)]
 
 
+def model_images(images: np.ndarray, params: DataParams) -> tuple[np.ndarray, int]:
+    """A source's images at `data.image_size`: resized, or with `data.preprocess` each put through the
+    preprocessing `predict`, `read` and `serve` apply (the model then trains on what it sees in use); an image
+    it refuses (no ink) is kept resized. Also returns how many were refused."""
+    if not params.preprocess or not len(images):
+        return resize_images(images, params.image_size), 0
+    results = list(load_digits(list(images), params.image_size))
+    refused = [i for i, result in enumerate(results) if isinstance(result, NeuroDigitsError)]
+    for i in refused:
+        results[i] = resize_images(images[i:i + 1], params.image_size)[0]
+    return np.stack(results), len(refused)
+
+
 def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepared:
     """Per source: validate, split off a stratified test set (or keep the source's own); then the union
     of the classes, images resized to `image_size`. `datasets` follow `params.sources()`."""
@@ -177,11 +190,12 @@ def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepar
         "n_test": sum(len(y) for y in y_test),
     }
     quality = np.concatenate(quality)
-    return Prepared(np.concatenate([resize_images(x, params.image_size) for x in x_train]),
-                    to_index(np.concatenate(y_train)),
-                    np.concatenate([resize_images(x, params.image_size) for x in x_test]),
-                    to_index(np.concatenate(y_test)), classes, meta,
-                    quality.astype("<U8") if (quality != "").any() else None)
+    (x_train, refused_train), (x_test, refused_test) = (model_images(np.concatenate(x), params)
+                                                        for x in (x_train, x_test))
+    if params.preprocess:
+        meta["preprocess_refused"] = {"train": refused_train, "test": refused_test}
+    return Prepared(x_train, to_index(np.concatenate(y_train)), x_test, to_index(np.concatenate(y_test)), classes,
+                    meta, quality.astype("<U8") if (quality != "").any() else None)
 
 
 def encode_texts(texts: Sequence[str], classes: list[str]) -> np.ndarray:
