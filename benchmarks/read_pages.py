@@ -27,8 +27,8 @@ from neurodigits.data import load_dataset
 from neurodigits.inference import Classifier, load_classifier
 from neurodigits.page import line_text, read_page
 from neurodigits.params import DataParams
-from neurodigits.preprocess import resize_images, to_model_input
-from neurodigits.synth import Page, clean_accuracy, held_out_digits, synthetic_page
+from neurodigits.preprocess import to_model_input
+from neurodigits.synth import Page, clean_accuracy, clean_images, held_out_digits, synthetic_page
 
 
 def score(truth: list[str], read: list[str]) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def letter_pages(classifier: Classifier, folder: str, rng: np.random.Generator):
     dataset = load_dataset(DataParams(source="emnist", path=folder, emnist_split=Path(folder).name))
     merged = not any(name.islower() for name in classifier.classes)
     labels = np.char.upper(dataset.test_labels) if merged else dataset.test_labels
-    images = resize_images(dataset.test_images, classifier.image_size)
+    images = clean_images(classifier, dataset.test_images)
     predicted = np.asarray(classifier.classes)[classifier.probabilities(to_model_input(images)).argmax(1)]
     clean = float((predicted == labels).mean())
     lines = pd.read_csv(Path(folder).parent / "unipen-lines" / "labels.csv", keep_default_na=False)

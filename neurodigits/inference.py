@@ -28,6 +28,12 @@ TFLITE_FILE, METADATA_FILE = "model.tflite", "metadata.json"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
+def trained_on_preprocessed(metadata: dict) -> bool:
+    """Whether an export's model was trained and tested on preprocessed images (`data.preprocess`), so its
+    held-out figures are on what `predict` makes of an image rather than on the stored images."""
+    return bool(metadata.get("params", {}).get("data", {}).get("preprocess", False))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -103,6 +109,7 @@ class Classifier(Protocol):
     image_size: int
     classes: list[str]
     source: str
+    preprocessed: bool  # trained and tested on preprocessed images (data.preprocess)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Flat model inputs (N, S*S) -> class probabilities (N, C)."""
@@ -116,6 +123,7 @@ class TFLiteClassifier:
         self.predictor = TFLitePredictor(path, num_threads)
         self.image_size = int(metadata.get("image_size") or math.isqrt(self.predictor.input_size))
         self.classes = [str(c) for c in metadata.get("classes") or range(self.predictor.num_outputs)]
+        self.preprocessed = trained_on_preprocessed(metadata)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.predictor.logits(x))
@@ -179,6 +187,7 @@ class MLflowClassifier:
         width = self.model.metadata.get_input_schema().inputs[0].shape[-1]
         self.image_size = math.isqrt(width)
         self.classes = [str(c) for c in metadata.get("classes") or range(self._num_outputs(width))]
+        self.preprocessed = trained_on_preprocessed(metadata)
 
     def _num_outputs(self, width: int) -> int:
         return self.probabilities(np.zeros((1, width), dtype=np.float32)).shape[-1]
@@ -197,6 +206,7 @@ class BatchingClassifier:
     def __init__(self, classifier: Classifier, max_batch: int = 64) -> None:
         self.classifier, self.max_batch = classifier, max_batch
         self.image_size, self.classes, self.source = classifier.image_size, classifier.classes, classifier.source
+        self.preprocessed = classifier.preprocessed
         self._queue: queue.Queue[tuple[np.ndarray, Future]] = queue.Queue()
         threading.Thread(target=self._serve, daemon=True, name="model").start()
 

@@ -18,7 +18,7 @@ from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset, prepare
 from neurodigits.inference import Classifier, classify
 from neurodigits.params import DataParams
-from neurodigits.preprocess import to_model_input
+from neurodigits.preprocess import preprocess_image, resize_images, to_model_input
 
 
 def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -29,10 +29,18 @@ def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return prepared.x_test, prepared.y_test, prepared.classes
 
 
+def clean_images(classifier: Classifier, images: np.ndarray) -> np.ndarray:
+    """Stored held-out images (uint8, bright ink on dark) as the classifier's own evaluation saw them: resized,
+    or put through `predict`'s preprocessing when it was trained that way (data.preprocess)."""
+    if classifier.preprocessed:
+        return np.stack([preprocess_image(image / 255.0, classifier.image_size) for image in images])
+    return resize_images(images, classifier.image_size)
+
+
 def clean_accuracy(classifier: Classifier) -> float:
     """The classifier's accuracy on the clean held-out digits: the figure realistic ones are compared to."""
-    x, y, _ = held_out_digits(classifier.image_size)
-    return float((classifier.probabilities(to_model_input(x)).argmax(1) == y).mean())
+    x, y, _ = held_out_digits(28)
+    return float((classifier.probabilities(to_model_input(clean_images(classifier, x))).argmax(1) == y).mean())
 
 
 def predict_path_accuracy(classifier: Classifier, images: list[bytes], labels: np.ndarray,
