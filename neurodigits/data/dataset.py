@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from tqdm import tqdm
 
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path, sha256_file
@@ -151,7 +152,8 @@ def model_images(images: np.ndarray, params: DataParams) -> tuple[np.ndarray, in
     it refuses (no ink) is kept resized. Also returns how many were refused."""
     if not params.preprocess or not len(images):
         return resize_images(images, params.image_size), 0
-    results = list(load_digits(list(images), params.image_size))
+    results = list(tqdm(load_digits(list(images), params.image_size), total=len(images), desc="preprocess",
+                        unit="img", disable=None))
     refused = [i for i, result in enumerate(results) if isinstance(result, NeuroDigitsError)]
     for i in refused:
         results[i] = resize_images(images[i:i + 1], params.image_size)[0]
@@ -160,7 +162,8 @@ def model_images(images: np.ndarray, params: DataParams) -> tuple[np.ndarray, in
 
 def prepare(datasets: Dataset | Sequence[Dataset], params: DataParams) -> Prepared:
     """Per source: validate, split off a stratified test set (or keep the source's own); then the union
-    of the classes, images resized to `image_size`. `datasets` follow `params.sources()`."""
+    of the classes, images resized to `image_size` (or preprocessed: `model_images`). `datasets` follow
+    `params.sources()`."""
     datasets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
     if params.task == "lines":
         return prepare_lines(datasets, params)
