@@ -296,7 +296,7 @@ def test_line_model_training_is_bit_identical_for_the_same_params():
     prepared = prepare(load_datasets(params), params)
     train = TrainParams(epochs=2, batch_size=8, augment=True, augment_stroke=0.3)
 
-    def trained() -> tuple[str, object, object]:
+    def trained():  # weights hash, history, model
         set_determinism(train.seed)
         model = build_model(ModelParams(**TINY_CRNN, batch_norm=True), train, 32, len(prepared.classes))
         history = fit(model, prepared.x_train, prepared.y_train, train, verbose=0)
