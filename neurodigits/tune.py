@@ -139,8 +139,11 @@ class TrialRuns(tune.Callback):
         self.interrupted = False
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        if trial.trial_id in self.trials:  # restarted after a failure: same run
-            return
+        if trial.trial_id not in self.trials:  # else restarted after a failure: same run
+            self._open(trial)
+
+    def _open(self, trial: Any) -> None:
+        """The trial's MLflow child run and tune.json record."""
         name = f"trial-{len(self.trials) + 1}"
         run_id = self.tracking.start_run(self.params.tracking.experiment, name, self.sweep_run_id,
                                     {"ray_trial_id": trial.trial_id})
@@ -172,6 +175,8 @@ class TrialRuns(tune.Callback):
                   else "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        if trial.trial_id not in self.trials:  # failed before it started (e.g. its worker could not be set up)
+            self._open(trial)
         self.trials[trial.trial_id]["error"] = _error(trial)
         self._end(trial.trial_id, "FAILED", "KILLED" if self.interrupted else "FAILED")
 
@@ -228,7 +233,10 @@ def _connect(address: str | None, log_dir: str) -> None:
     """Connect to the Ray cluster at `address` (or RAY_ADDRESS), else start Ray in-process on this machine,
     on loopback, without the dashboard."""
     address = address or os.environ.get("RAY_ADDRESS")
-    quiet = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    quiet = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False,
+             # a reused worker waits this long for the last trial's thread to end (Ray's default, 2 s, is too
+             # short on a busy machine: the next trial then fails before it starts)
+             "runtime_env": {"env_vars": {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}}}
     if address:
         ray.init(address=address, **quiet)
     else:
