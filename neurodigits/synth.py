@@ -16,9 +16,10 @@ from PIL import Image, ImageFilter
 
 from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset, prepare
+from neurodigits.data.dataset import model_images
 from neurodigits.inference import Classifier, classify
 from neurodigits.params import DataParams
-from neurodigits.preprocess import preprocess_image, resize_images, to_model_input
+from neurodigits.preprocess import to_model_input
 
 
 def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -31,10 +32,8 @@ def held_out_digits(size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def clean_images(classifier: Classifier, images: np.ndarray) -> np.ndarray:
     """Stored held-out images (uint8, bright ink on dark) as the classifier's own evaluation saw them: resized,
-    or put through `predict`'s preprocessing when it was trained that way (data.preprocess)."""
-    if classifier.preprocessed:
-        return np.stack([preprocess_image(image / 255.0, classifier.image_size) for image in images])
-    return resize_images(images, classifier.image_size)
+    or put through `predict`'s preprocessing when it was trained that way (data.preprocess), as `prepare` does."""
+    return model_images(images, DataParams(image_size=classifier.image_size, preprocess=classifier.preprocessed))[0]
 
 
 def clean_accuracy(classifier: Classifier) -> float:
