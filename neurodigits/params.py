@@ -64,6 +64,11 @@ class DataParams(_Section):
         if self.preprocess and self.task == "lines":
             raise ValueError("data.preprocess is for single characters; text lines are always normalised "
                              "(preprocess.line_image): set it to false")
+        for entry in self.source if isinstance(self.source, list) else []:
+            if not isinstance(entry, str) and entry.path is not None and not _inside(entry.path, self.path):
+                raise ValueError(f"data.source entry {entry.source}: path {entry.path!r} is outside data.path "
+                                 f"{self.path!r}, the folder dvc.yaml tracks; put its data in a folder under "
+                                 "data.path and name that")
         return self
 
     @property
@@ -77,6 +82,11 @@ class DataParams(_Section):
         return [self.model_copy(update={"source": entry} if isinstance(entry, str) else
                                 {k: v for k, v in entry.model_dump().items() if v is not None})
                 for entry in entries]
+
+
+def _inside(path: str, folder: str | None) -> bool:
+    """Whether a path from params lies in `folder` (another path from params), as stages resolve them."""
+    return folder is not None and resolve_path(path).resolve().is_relative_to(resolve_path(folder).resolve())
 
 
 class ModelParams(_Section):

@@ -70,7 +70,7 @@ def test_case_merge_folds_upper_and_lower_case(folder):
 
 def test_several_sources_union_their_classes_and_split_per_source(folder, tmp_path):
     root, _, _ = folder
-    params = parse_params({"data": {"source": ["mnist-5k", {"source": "emnist", "path": str(root)}],
+    params = parse_params({"data": {"source": ["mnist-5k", {"source": "emnist", "path": str(root)}], "path": str(root),
                                     "emnist_split": "letters", "limit": 1000, "image_size": 28}}).data
     prepared = prepare(load_datasets(params), params)
     assert prepared.classes == [str(d) for d in range(10)] + list(CHARS)
@@ -94,6 +94,10 @@ def test_single_source_has_no_subsets_and_source_lists_reject_bad_entries():
     assert subset_masks(prepared.meta, prepared.quality_test) == {} and prepared.quality_test is None
     with pytest.raises(NeuroDigitsError, match="data.source"):
         parse_params({"data": {"source": ["mnist-5k", {"source": "emnist", "split": "x"}]}})
+    outside = {"source": ["mnist-5k", {"source": "emnist", "path": "elsewhere/letters"}], "path": "data/raw"}
+    with pytest.raises(NeuroDigitsError, match="'elsewhere/letters' is outside data.path 'data/raw', the folder"):
+        parse_params({"data": outside})  # DVC would not see it change
+    parse_params({"data": {**outside, "source": ["mnist-5k", {"source": "emnist", "path": "data/raw/letters"}]}})
 
 
 def test_character_metrics_top3_and_case_insensitive():
