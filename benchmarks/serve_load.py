@@ -82,19 +82,20 @@ def load(send, requests: int, concurrency: int, max_seconds: float) -> dict:
                     else:
                         failures[str(status)] = failures.get(str(status), 0) + 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     failed = sum(failures.values())
     return {"answered": len(latencies), "failed": failed, "failures": failures, "concurrency": concurrency,
             "seconds": round(wall, 1), "requests_per_second": round(len(latencies) / wall, 1),
             "p50_ms": round(float(np.percentile(latencies or [0], 50)), 1),
             "p99_ms": round(float(np.percentile(latencies or [0], 99)), 1),
-            "answered_share": round(len(latencies) / max(1, len(latencies) + failed), 4)}
+            "answered_share": round(len(latencies) / max(1, len(latencies) + failed), 4),
+            "client_cpu_ms_per_request": round(1000 * cpu / max(1, len(latencies) + failed), 2)}  # the load's own cost
 
 
 def measure(name: str, cmd: list[str], ping: str, send, args: argparse.Namespace) -> dict:

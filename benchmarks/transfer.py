@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -48,8 +49,9 @@ DIGITS = [str(d) for d in range(10)]
 
 
 def parent_cnn(params: Params) -> keras.Model:
-    """The `cnn` preset trained on the embedded digits exactly as the train stage does (cached by weights hash)."""
-    cached = RESULTS / "transfer_parent.keras"
+    """The `cnn` preset trained on the embedded digits exactly as the train stage does (cached per params)."""
+    recipe = json.dumps(params.model_dump(include={"data", "model", "train"}), sort_keys=True).encode()
+    cached = RESULTS / f"transfer_parent_{hashlib.sha256(recipe).hexdigest()[:12]}.keras"
     if cached.exists():
         return load_model(cached)
     data = prepare(load_dataset(params.data), params.data)
