@@ -76,7 +76,7 @@ def read_grayscale(path: str | Path | BinaryIO, max_side: int | None = None) -> 
                                            f"{MAX_PIXELS // 1_000_000} megapixels; downscale it first")
                 if max_side:
                     image.draft("L", (max_side, max_side))
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)
                 if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float scans: their own range
                     image = image.convert("F")
                 elif image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -105,7 +105,8 @@ def read_grayscale(path: str | Path | BinaryIO, max_side: int | None = None) -> 
 
 def _resize(array: np.ndarray, shape: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
     """Resize a float32 2-D array to (rows, columns)."""
-    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), mode="F")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    image = Image.frombuffer("F", array.shape[::-1], array, "raw", "F", 0, 1)
     return np.asarray(image.resize((shape[1], shape[0]), resample), dtype=np.float32)
 
 
@@ -232,7 +233,8 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     smooth = _mean3(residual)
     clear = _window(paper, 7, np.minimum)  # paper at least 3 px from any ink: no faint halo
     if np.count_nonzero(clear) >= 32:
-        noise = 1.4826 * float(_median(np.abs(smooth[clear] - _median(smooth[clear]))))
+        paper_values = smooth[clear]
+        noise = 1.4826 * float(_median(np.abs(paper_values - _median(paper_values))))
     else:  # a crop with hardly any clear paper: the pixel-to-pixel jitter (white noise of std s leaves
         # s * sqrt(8/9) in x - mean3(x), and s / 3 in mean3(x))
         noise = 1.4826 * float(_median(np.abs(residual - smooth))) / 2.83
@@ -272,15 +274,28 @@ def _remove_rules(ink: np.ndarray) -> np.ndarray:
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
-    """8-connected component labels (0 = background) of a small boolean mask: each pixel takes the
-    largest label around it, then the label that label's pixel holds (pointer jumping)."""
-    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
-    while True:
-        spread = np.where(mask, _window(labels, 3, np.maximum), 0)
-        spread = np.where(mask, spread.ravel()[np.maximum(spread, 1) - 1], 0)
-        if np.array_equal(spread, labels):
-            return labels
-        labels = spread
+    """8-connected component labels (0 = background) of a boolean mask, each component labelled 1 + the flat
+    index of its last pixel: the runs of each row, joined to the runs they touch in the next row (union-find)."""
+    edges = np.diff(mask.view(np.int8), axis=1, prepend=0, append=0)
+    rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]  # exclusive; both in raster order, so the i-th start and end are one run
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = i = parent[parent[i]]
+        return i
+
+    touching = (rows[None] == rows[:, None] + 1) & (starts[None] <= ends[:, None]) & (starts[:, None] <= ends[None])
+    for i, j in zip(*np.nonzero(touching)):
+        a, b = root(i), root(j)
+        parent[max(a, b)] = min(a, b)
+    roots = np.array([root(i) for i in range(len(rows))], dtype=np.intp)
+    last = np.zeros(len(rows), np.intp)
+    np.maximum.at(last, roots, rows * mask.shape[1] + ends)
+    labels = np.zeros(mask.size, np.intp)
+    labels[np.flatnonzero(mask)] = np.repeat(last[roots], ends - starts)
+    return labels.reshape(mask.shape)
 
 
 def main_ink(ink: np.ndarray, min_share: float = 0.05) -> np.ndarray:
@@ -290,9 +305,9 @@ def main_ink(ink: np.ndarray, min_share: float = 0.05) -> np.ndarray:
     rows, cols = -(-ink.shape[0] // step) * step, -(-ink.shape[1] // step) * step
     padded = np.zeros((rows, cols), ink.dtype)
     padded[:ink.shape[0], :ink.shape[1]] = ink
-    blocks = padded.reshape(rows // step, step, cols // step, step)
-    labels = _components(_window(blocks.max(axis=(1, 3)) > 0, 3, np.maximum))
-    mass = np.bincount(labels.ravel(), weights=blocks.sum(axis=(1, 3)).ravel())
+    blocks = padded.reshape(rows // step, step, cols // step, step).sum(axis=(1, 3))  # ink is never negative
+    labels = _components(_window(blocks > 0, 3, np.maximum))
+    mass = np.bincount(labels.ravel(), weights=blocks.ravel())
     mass[0] = 0
     keep = mass >= min_share * mass.sum()
     full = np.repeat(np.repeat(keep[labels], step, axis=0), step, axis=1)

@@ -16,6 +16,7 @@ from neurodigits.preprocess import (
     BlankImageError,
     ImageTooLargeError,
     UnreadableImageError,
+    _components,
     _median,
     _quantiles,
     _window,
@@ -144,6 +145,22 @@ def test_16_bit_scans_use_their_own_range(tmp_path: Path, digits):
     gray = read_grayscale(tmp_path / "deep.png")
     assert gray.min() == 0 and gray.max() == 1
     assert similarity(load_digit(tmp_path / "deep.png", 28), digits[0][2]) > 0.9
+
+
+def test_components_are_scipys_8_connected_components():
+    """The hand-rolled labelling (run-length union-find, for speed without importing SciPy) splits a mask as
+    scipy.ndimage.label does with 8-connectivity, and names each blob 1 + the flat index of its last pixel."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        mask = rng.random(tuple(rng.integers(1, 40, 2))) < rng.random()
+        labels = _components(mask)
+        want, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        assert np.array_equal(labels > 0, mask)
+        for blob in range(1, count + 1):
+            pixels = want == blob
+            assert len(np.unique(labels[pixels])) == 1 and labels[pixels][0] == np.flatnonzero(pixels).max() + 1
 
 
 def test_fast_statistics_equal_numpys_bit_for_bit():

@@ -21,7 +21,7 @@ from model_helpers import (
 from PIL import Image
 
 from neurodigits.inference import classify, load_classifier
-from neurodigits.preprocess import preprocess_image
+from neurodigits.preprocess import load_digit, preprocess_image
 from neurodigits.synth import held_out_digits, realistic_photo
 
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -69,6 +69,26 @@ def test_predict_an_uploaded_photo(url, export):
     body = response.json()
     assert set(body["probabilities"]) == set("0123456789") and abs(sum(body["probabilities"].values()) - 1) < 1e-4
     assert body["label"] == body["top"][0]["label"] and body["input"].startswith("data:image/png;base64,")
+
+
+def test_concurrent_requests_get_the_answers_of_single_ones(url, export):
+    """Eight clients at once on the shared TFLite interpreter: each answer is the one the library gives."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    x, _, _ = held_out_digits(28)
+    rng = np.random.default_rng(1)
+    photos = [realistic_photo(digit, rng) for digit in x[:48]]
+    classifier = load_classifier(export)
+    expected = [classify(classifier, load_digit(io.BytesIO(p), classifier.image_size)[None])[0].probabilities
+                for p in photos]
+
+    def ask(photo: bytes) -> dict:
+        return httpx.post(f"{url}/api/predict", files={"file": ("d.jpg", photo, "image/jpeg")}).json()["probabilities"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, photos))
+    for answer, probabilities in zip(answers, expected):
+        assert answer == pytest.approx(probabilities, abs=1e-6)
 
 
 @pytest.mark.parametrize(("content", "status", "message"), [

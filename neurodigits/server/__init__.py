@@ -13,7 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import BatchingClassifier, Classifier, LineReader, classify, load_classifier
+from neurodigits.inference import (
+    BatchingClassifier,
+    Classifier,
+    LineReader,
+    MLflowClassifier,
+    classify,
+    load_classifier,
+)
 from neurodigits.page import MAX_PAGE_SIDE
 from neurodigits.preprocess import (
     WORK_SIDE,
@@ -55,9 +62,10 @@ def _upload(request: Request, file: UploadFile, max_upload_bytes: int) -> io.Byt
 def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                samples_dir: Path = USER_DIR) -> FastAPI:
     """The web app around one loaded model; teach mode saves samples into `samples_dir`. Requests are handled in
-    worker threads (the event loop only parses them), and concurrent ones share model calls."""
+    worker threads (the event loop only parses them); concurrent ones share the calls of an MLflow model, which
+    cost more than an image (a TFLite call costs about one image: each request calls it, one at a time)."""
     lines = isinstance(classifier, LineReader)  # a line model: the page becomes a wide canvas for a word or number
-    if not lines:
+    if isinstance(classifier, MLflowClassifier):
         classifier = BatchingClassifier(classifier)
     app = FastAPI(title="NeuroDigits", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
