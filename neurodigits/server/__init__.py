@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
@@ -79,8 +79,8 @@ def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_
         return {"model": classifier.source, "task": "lines" if lines else "characters", "classes": classifier.classes,
                 "image_size": classifier.image_size, "max_upload_bytes": max_upload_bytes}
 
-    @app.post("/api/predict")
-    def predict(request: Request, file: UploadFile = File(...)) -> dict:
+    @app.post("/api/predict", response_model=None)
+    def predict(request: Request, file: UploadFile = File(...)) -> JSONResponse | dict:
         """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob); a line
         model reads the image as one line of text."""
         stream = _upload(request, file, max_upload_bytes)
@@ -95,9 +95,9 @@ def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_
             [(text, confidence)] = classifier.read([line])
             return {"text": text, "confidence": confidence, "input": _png_data_url(line)}
         prediction = classify(classifier, image[None])[0]
-        return {"label": prediction.label, "probability": prediction.probability,
-                "top": [{"label": label, "probability": p} for label, p in prediction.top],
-                "probabilities": prediction.probabilities, "input": _png_data_url(image)}
+        return JSONResponse({"label": prediction.label, "probability": prediction.probability,  # plain JSON types:
+                             "top": [{"label": label, "probability": p} for label, p in prediction.top],  # no encoder
+                             "probabilities": prediction.probabilities, "input": _png_data_url(image)})
 
     @app.get("/api/samples")
     def samples() -> dict:
