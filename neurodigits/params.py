@@ -121,6 +121,7 @@ class TrainParams(_Section):
     augment_contrast: float = Field(0.0, ge=0, lt=1)
     augment_resolution: float = Field(0.0, ge=0, le=3)
     steps_per_execution: int = Field(32, gt=0)
+    class_weight: Literal["none", "balanced"] = "none"
     init_from: str | None = None
     freeze: Literal["none", "conv", "all-but-head"] = "none"
     fine_tune_epochs: int = Field(0, ge=0)
@@ -196,6 +197,9 @@ class Params(_Section):
                 f"model.kind {self.model.kind} does not read {self.data.task}: "
                 + ("text lines need model.kind crnn" if self.data.task == "lines" else
                    "crnn reads text lines; set data.source to lines or synthetic-lines (or model.kind to mlp/cnn)"))
+        if self.train.class_weight != "none" and self.model.kind == "crnn":
+            raise ValueError("train.class_weight weighs single characters; a line model (crnn) reads whole lines: "
+                             "set it to none")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from neurodigits.models import (
     inference_model,
 )
 from neurodigits.params import ModelParams, TrainParams
-from neurodigits.training import fit, learning_rate, set_determinism
+from neurodigits.training import class_weights, fit, learning_rate, set_determinism
 
 
 def test_mlp_has_the_reference_shapes():
@@ -140,6 +140,22 @@ def test_early_stopping_restores_the_best_weights():
     assert history["val_loss"].iloc[-1] > best
     restored = model.evaluate(*validation, verbose=0, return_dict=True)["loss"]
     assert abs(restored - best) < 1e-4
+
+
+def test_balanced_class_weights_lift_a_rare_class():
+    """train.class_weight balanced: each class weighs 1 / its share, so a rare class that shares its look with
+    a common one (0 beside O) is no longer swallowed by it."""
+    assert class_weights(np.array([0] * 90 + [1] * 10)) == pytest.approx({0: 100 / 180, 1: 100 / 20})
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 8), dtype=np.float32)
+    y = (rng.random(400) < 0.1).astype(np.int64)  # 10% class 1, and x says nothing about it
+    predicted = {}
+    for weighting in ("none", "balanced"):
+        set_determinism(0)
+        model = build_mlp(8, 2, [16])
+        fit(model, x, y, TrainParams(epochs=20, batch_size=32, learning_rate=0.01, class_weight=weighting), verbose=0)
+        predicted[weighting] = (model.predict(x, verbose=0).argmax(1) == 1).mean()
+    assert predicted["none"] < 0.05 and predicted["balanced"] > 0.3
 
 
 def test_lr_schedules_start_at_the_learning_rate_and_decay():

@@ -116,6 +116,9 @@ CASES = {
     "class with one image": ({"data": NUMPY}, class_with_one_image, "classes [0] have fewer than 2 images"),
     "one class": ({"data": NUMPY}, one_class, "only one class (0)"),
     "limit below class count": ({"data": {"limit": 5}}, None, "cannot make a stratified split"),
+    "class weights on a line model": ({"data": {"source": "synthetic-lines"}, "model": {"kind": "crnn"},
+                                       "train": {"class_weight": "balanced"}}, None,
+                                      "train.class_weight weighs single characters"),
 }
 
 
