@@ -305,9 +305,9 @@ def main_ink(ink: np.ndarray, min_share: float = 0.05) -> np.ndarray:
     rows, cols = -(-ink.shape[0] // step) * step, -(-ink.shape[1] // step) * step
     padded = np.zeros((rows, cols), ink.dtype)
     padded[:ink.shape[0], :ink.shape[1]] = ink
-    blocks = padded.reshape(rows // step, step, cols // step, step).sum(axis=(1, 3))  # ink is never negative
-    labels = _components(_window(blocks > 0, 3, np.maximum))
-    mass = np.bincount(labels.ravel(), weights=blocks.ravel())
+    block_ink = padded.reshape(rows // step, step, cols // step, step).sum(axis=(1, 3))  # ink is never negative
+    labels = _components(_window(block_ink > 0, 3, np.maximum))
+    mass = np.bincount(labels.ravel(), weights=block_ink.ravel())
     mass[0] = 0
     keep = mass >= min_share * mass.sum()
     full = np.repeat(np.repeat(keep[labels], step, axis=0), step, axis=1)
