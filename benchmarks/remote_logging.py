@@ -23,8 +23,9 @@ import mlflow
 import numpy as np
 
 from neurodigits import tracking
+from neurodigits.net import free_port
 from neurodigits.params import Params
-from neurodigits.team_server import DATABASE, free_port, start_mlflow, start_postgres, stop
+from neurodigits.team_server import DATABASE, start_mlflow, start_postgres, stop
 
 EPOCHS = 40
 ARTIFACT_BYTES = {"reports/metrics.json": 400, "reports/per_class.json": 2_000, "reports/confusion.csv": 1_000,

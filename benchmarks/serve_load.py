@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import httpx
 import numpy as np
 
 from neurodigits.inference import load_classifier
+from neurodigits.net import answers, free_port, stop_server
 from neurodigits.preprocess import load_digit, to_model_input
 from neurodigits.synth import held_out_digits, realistic_photo
 from neurodigits.tracking import tracking_uri
@@ -36,20 +36,11 @@ from neurodigits.tracking import tracking_uri
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
+        if answers(url):
+            return True
         time.sleep(0.3)
     return False
 
@@ -115,11 +106,7 @@ def measure(name: str, cmd: list[str], ping: str, send, args: argparse.Namespace
         result["server_exit_code"] = server.poll()  # None: still up after the load
         return {"server": " ".join(cmd), **result}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server, timeout=20)
         log.close()
 
 

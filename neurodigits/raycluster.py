@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from neurodigits.net import free_port
 
 LOOPBACK = "127.0.0.2"  # a loopback address that Ray, unlike 127.0.0.1, does not swap for the machine's own IP
 RAY = str(Path(sys.executable).parent / "ray")
@@ -29,12 +30,6 @@ class Cluster:
     env: dict[str, str]  # what every process of the cluster and its drivers share: the auth token, usage stats off
     nodes: list[subprocess.Popen]  # the head first
     node_ids: list[str]  # Ray's node ids, in the same order
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def start_node(env: dict[str, str], log: Path, *args: str, cpus: int = 1) -> subprocess.Popen:
@@ -72,13 +67,13 @@ def loopback_cluster(nodes: int = 2, cpus: int = 1, env: dict[str, str] | None =
     root = Path(tempfile.mkdtemp(prefix="nd-ray-"))  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_raylet_start_wait_time_s": "300", **(env or {}),  # patience on a busy machine
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    port = free_port()
+    port = free_port(LOOPBACK)
     address = f"{LOOPBACK}:{port}"
     started: list[subprocess.Popen] = []
     try:
         started.append(start_node(env, root / "node-0.log", "--head", "--port", str(port), "--temp-dir",
                                   str(root / "tmp"), "--include-dashboard=false", "--ray-client-server-port",
-                                  str(free_port()), cpus=cpus))
+                                  str(free_port(LOOPBACK)), cpus=cpus))
         deadline = time.monotonic() + timeout
         for count in (1, nodes):  # the head up, then the workers (a custom resource each tells them apart)
             while (len(alive := alive_nodes(address, env)) < count and time.monotonic() < deadline

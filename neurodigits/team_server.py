@@ -12,16 +12,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
 from neurodigits import NeuroDigitsError
+from neurodigits.net import answers, free_port
 from neurodigits.params import project_root
 
 DATABASE = "mlflow"  # the database, and the cluster's superuser that MLflow connects as
@@ -39,12 +37,6 @@ def postgres_bin() -> Path:
 def _owner() -> dict:
     """PostgreSQL refuses to run as root: run it as the `postgres` user then."""
     return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(cmd: list, what: str) -> None:
@@ -97,15 +89,8 @@ def start_mlflow(store_uri: str, artifacts: Path, host: str, port: int, workers:
          "--artifacts-destination", str(artifacts.resolve()), "--host", host, "--port", str(port),
          "--workers", str(workers)],
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://{host}:{port}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     with _stopped_on_error(server):
-        _wait(healthy, server, f"mlflow server on {host}:{port}", timeout=300)
+        _wait(lambda: answers(f"http://{host}:{port}/health"), server, f"mlflow server on {host}:{port}", timeout=300)
     return server
 
 

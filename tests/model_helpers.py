@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
+
+from neurodigits.net import answers, stop_server
 
 IMAGE_SIZE = 20
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -45,12 +45,6 @@ def export_tiny_model(directory: Path) -> Path:
     return directory
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(cmd: list[str], url: str, timeout: float = 90, **env: str) -> subprocess.Popen:
     """Start a server process and wait until `url` answers 200; on failure show its output."""
     process = subprocess.Popen(cmd, env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -58,23 +52,11 @@ def start_server(cmd: list[str], url: str, timeout: float = 90, **env: str) -> s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"{' '.join(cmd)} exited {process.returncode}:\n{process.stdout.read()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
+        if answers(url):
+            return process
         time.sleep(0.3)
     stop_server(process)
     raise AssertionError(f"{' '.join(cmd)} did not answer {url} within {timeout} s:\n{process.stdout.read()[-4000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def write_image(path: Path, gray: np.ndarray) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import copy_project, run
 from data_helpers import embedded
-from model_helpers import CHROMIUM, PYTHON, draw, free_port, launch_chromium, start_server, stop_server
+from model_helpers import CHROMIUM, PYTHON, draw, launch_chromium, start_server, stop_server
 from PIL import Image
 
 from neurodigits import NeuroDigitsError
@@ -23,6 +23,7 @@ from neurodigits.data.dataset import ctc_fits, decode_labels, encode_texts, line
 from neurodigits.data.lines import compose_line
 from neurodigits.evaluation import character_alignment, read_lines, text_metrics
 from neurodigits.inference import ctc_greedy
+from neurodigits.net import free_port
 from neurodigits.page import find_lines
 from neurodigits.params import DataParams, parse_params
 from neurodigits.preprocess import ink_map, line_image

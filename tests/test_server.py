@@ -13,7 +13,6 @@ from model_helpers import (
     CHROMIUM,
     PYTHON,
     export_tiny_model,
-    free_port,
     launch_chromium,
     start_server,
     stop_server,
@@ -21,6 +20,7 @@ from model_helpers import (
 from PIL import Image
 
 from neurodigits.inference import classify, load_classifier
+from neurodigits.net import free_port
 from neurodigits.preprocess import load_digit, preprocess_image
 from neurodigits.synth import held_out_digits, realistic_photo
 

@@ -12,13 +12,13 @@ import pytest
 from model_helpers import (
     ENV,
     PYTHON,
-    free_port,
     start_server,
     stop_server,
     train_tiny_model,
     write_image,
 )
 
+from neurodigits.net import free_port
 from neurodigits.preprocess import to_model_input
 from neurodigits.synth import held_out_digits
 

@@ -12,7 +12,6 @@ from model_helpers import (
     PYTHON,
     draw,
     export_tiny_model,
-    free_port,
     launch_chromium,
     start_server,
     stop_server,
@@ -20,6 +19,7 @@ from model_helpers import (
 from PIL import Image
 from test_server import png
 
+from neurodigits.net import free_port
 from neurodigits.synth import held_out_digits
 
 

@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import copy_project, project_env, run, wait_for_queue
-from model_helpers import free_port, write_image
+from model_helpers import write_image
 
 from neurodigits import NeuroDigitsError
+from neurodigits.net import answers, free_port
 from neurodigits.synth import held_out_digits
 from neurodigits.team_server import postgres_bin
 
@@ -43,12 +43,7 @@ def team_server() -> dict:
                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=project_env())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
+    while not answers(f"{url}/health"):
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
             pytest.fail(f"team server did not start:\n{log.read_text()[-3000:]}")
