@@ -182,8 +182,9 @@ def line_project(tmp_path_factory):
 def test_line_model_pipeline_end_to_end(line_project):
     """CER/WER metrics, the worst-lines gallery, aligned characters, an export with parity, a registered model."""
     metrics = json.loads((line_project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"test", "train"} and {"cer", "wer", "line_accuracy"} <= set(metrics["test"])
-    assert metrics["test"]["n"] == 16
+    assert set(metrics) == {"test", "train", "test_new_text"}
+    assert {"cer", "wer", "line_accuracy"} <= set(metrics["test"])
+    assert metrics["test"]["n"] == 16 and 0 < metrics["test_new_text"]["n"] <= 16  # numbers no training line has
     assert (line_project / "reports" / "plots" / "misclassified.png").stat().st_size > 1000
     history = (line_project / "reports" / "history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,cer" and all(float(row.split(",")[2]) >= 0 for row in history[1:])
