@@ -53,7 +53,7 @@ def test_lines(folder: Path, limit: int, seed: int) -> pd.DataFrame:
 def scores(truth: list[str], texts: list[str], new_text: np.ndarray) -> dict:
     """CER, WER and lines read exactly, and the CER on the lines of text never seen in training."""
     new = text_metrics([t for t, n in zip(truth, new_text) if n], [r for r, n in zip(texts, new_text) if n])
-    return {**text_metrics(truth, texts), "cer_new_text": new["cer"]}
+    return {**text_metrics(truth, texts), "cer_new_text": new["cer"] if new_text.any() else None}
 
 
 def read_with_model(reader: LineReader, grays: list[np.ndarray]) -> tuple[list[str], float]:
