@@ -17,7 +17,7 @@ from pathlib import Path
 from neurodigits import NeuroDigitsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MODEL_BATCH = 256  # images per model call
+MODEL_BATCH = 64  # images per model call (small: the last call runs after preprocessing ends)
 PROGRESS_MIN = 100  # a progress bar for batches at least this large (on a terminal)
 MODEL_HELP = ("an export folder, a .tflite file, or an MLflow model URI such as models:/neurodigits/3 or "
               "models:/neurodigits@champion (default: models/export)")
