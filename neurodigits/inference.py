@@ -145,7 +145,9 @@ class LineReader:
             width = -(-line.shape[1] // LINE_WIDTH_STEP) * LINE_WIDTH_STEP  # as the line was batched in training
             x = np.zeros((1, self.image_size, width), dtype=np.float32)
             x[0, :, :line.shape[1]] = line / 255.0
-            out += ctc_greedy(self.predictor.logits(x)[:, :-(-line.shape[1] // 4)], self.classes)
+            logits = self.predictor.logits(x)
+            columns = width // logits.shape[1]  # pixel columns per step (model.downsample)
+            out += ctc_greedy(logits[:, :-(-line.shape[1] // columns)], self.classes)
         return out
 
 

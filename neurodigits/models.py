@@ -171,11 +171,12 @@ def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel
 
 def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel_size: int = 3,
                convs_per_block: int = 2, batch_norm: bool = False, dense_units: int = 128, dropout: float = 0.0,
-               rnn_units: int = 128, rnn_layers: int = 2) -> keras.Model:
+               rnn_units: int = 128, rnn_layers: int = 2, downsample: int = 4) -> keras.Model:
     """A line recognizer (CRNN, Shi et al. 2015; the keras-io handwriting example's shape): conv blocks as in
-    the CNN, the first two halving height and width and later ones height only, so each of W/4 columns sees
-    a slice of the line; a dense projection; bidirectional LSTMs across the width; per-column logits over the
-    characters plus the CTC blank (index 0). Input: (N, height, W) in [0, 1], any width W divisible by 4."""
+    the CNN, the first ones halving height and width until the width is divided by `downsample`, later ones
+    height only, so each of W/downsample columns sees a slice of the line; a dense projection; bidirectional
+    LSTMs across the width; per-column logits over the characters plus the CTC blank (index 0).
+    Input: (N, height, W) in [0, 1], any width W divisible by `downsample`."""
     inputs = keras.Input(shape=(height, None), name="line")
     x = layers.Reshape((height, -1, 1))(inputs)
     for block, filters in enumerate(conv_filters):
@@ -184,8 +185,8 @@ def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel
             if batch_norm:
                 x = layers.BatchNormalization()(x)
             x = layers.ReLU()(x)
-        x = layers.MaxPooling2D((2, 2) if block < 2 else (2, 1))(x)
-    x = layers.Permute((2, 1, 3))(x)  # (N, W/4, height', filters): one step per column group
+        x = layers.MaxPooling2D((2, 2) if 2 ** block < downsample else (2, 1))(x)
+    x = layers.Permute((2, 1, 3))(x)  # (N, W/downsample, height', filters): one step per column group
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
     x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
@@ -200,7 +201,8 @@ def build_model(model: ModelParams, train: TrainParams, image_size: int, num_cla
     number of characters)."""
     if model.kind == "crnn":
         return build_crnn(image_size, num_classes, model.conv_filters, model.kernel_size, model.convs_per_block,
-                          model.batch_norm, model.dense_units, model.dropout, model.rnn_units, model.rnn_layers)
+                          model.batch_norm, model.dense_units, model.dropout, model.rnn_units, model.rnn_layers,
+                          model.downsample)
     augmentation = (build_augmentation(train.augment_rotation, train.augment_shift, train.augment_zoom,
                                        train.augment_elastic, image_size, train.seed, train.augment_stroke,
                                        train.augment_blur, train.augment_contrast, train.augment_resolution)

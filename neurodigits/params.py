@@ -101,6 +101,14 @@ class ModelParams(_Section):
     dropout: float = Field(0.4, ge=0, lt=1)
     rnn_units: int = Field(128, gt=0)
     rnn_layers: int = Field(2, ge=1, le=4)
+    downsample: Literal[2, 4] = 4
+
+    @model_validator(mode="after")
+    def _steps(self) -> ModelParams:
+        if self.kind == "crnn" and 2 ** len(self.conv_filters) < self.downsample:
+            raise ValueError(f"model.downsample {self.downsample} needs {self.downsample.bit_length() - 1} conv blocks "
+                             f"to halve the width; give model.conv_filters that many entries or lower model.downsample")
+        return self
 
 
 class TrainParams(_Section):

@@ -17,7 +17,7 @@ from neurodigits.io import atomic_path, sha256_file
 from neurodigits.params import PARAMS_FILE, DataParams, project_root, resolve_path
 from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, load_digits, pad_lines, resize_images
 
-DOWNSAMPLE = 4  # a line model predicts one character (or blank) per this many pixel columns
+DOWNSAMPLE = 4  # a line model predicts one character (or blank) per at most this many pixel columns (model.downsample)
 
 
 @dataclass(frozen=True)
