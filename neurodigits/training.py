@@ -134,9 +134,9 @@ def predict_lines(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> li
     batches = LineBatches(x, None, batch_size)
     out: list[np.ndarray] = [None] * len(x)
     for i in range(len(batches)):
-        x = batches[i][0]
-        logits = model.predict_on_batch(x)  # a compiled call, traced for any width
-        columns = x.shape[2] // logits.shape[1]  # pixel columns per step (model.downsample)
+        lines = batches[i][0]
+        logits = model.predict_on_batch(lines)  # a compiled call, traced for any width
+        columns = lines.shape[2] // logits.shape[1]  # pixel columns per step (model.downsample)
         for row, line_logits in zip(batches.batches[i], logits):
             out[row] = line_logits[:-(-int(batches.widths[row]) // columns)]
     return out

@@ -174,8 +174,9 @@ def line_project(tmp_path_factory):
     """`dvc exp run` of a tiny line model on synthetic lines, in a project copy (a step every 2 pixel columns:
     training, evaluation, export and `read` follow model.downsample)."""
     project = copy_project(tmp_path_factory.mktemp("lines-project"),
-                           data={"source": "synthetic-lines", "synthetic_lines": 80}, model={**TINY_CRNN, "downsample": 2},
-                           train={"epochs": 2, "batch_size": 16}, tracking={"registered_model": "lines-test"})
+                           data={"source": "synthetic-lines", "synthetic_lines": 80},
+                           model={**TINY_CRNN, "downsample": 2}, train={"epochs": 2, "batch_size": 16},
+                           tracking={"registered_model": "lines-test"})
     run(["dvc", "exp", "run"], project)
     return project
 
