@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from neurodigits import NeuroDigitsError
-from neurodigits.preprocess import LINE_WIDTH_STEP, to_model_input
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_steps, to_model_input
 
 EXPORT_DIR = Path("models") / "export"
 TFLITE_FILE, METADATA_FILE = "model.tflite", "metadata.json"
@@ -145,9 +145,7 @@ class LineReader:
             width = -(-line.shape[1] // LINE_WIDTH_STEP) * LINE_WIDTH_STEP  # as the line was batched in training
             x = np.zeros((1, self.image_size, width), dtype=np.float32)
             x[0, :, :line.shape[1]] = line / 255.0
-            logits = self.predictor.logits(x)
-            columns = width // logits.shape[1]  # pixel columns per step (model.downsample)
-            out += ctc_greedy(logits[:, :-(-line.shape[1] // columns)], self.classes)
+            out += ctc_greedy(line_steps(self.predictor.logits(x), width, line.shape[1]), self.classes)
         return out
 
 

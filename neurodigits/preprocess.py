@@ -422,6 +422,13 @@ def line_widths(lines: np.ndarray) -> np.ndarray:
     return np.where(inked.any(axis=1), lines.shape[2] - np.argmax(inked[:, ::-1], axis=1), 1)
 
 
+def line_steps(logits: np.ndarray, padded_width: int, width: int) -> np.ndarray:
+    """A line's own steps of the logits a line model gave for it padded to `padded_width` columns: those that
+    cover its `width` pixel columns (each step covers padded_width / steps columns: model.downsample)."""
+    columns = padded_width // logits.shape[-2]
+    return logits[..., :-(-width // columns), :]
+
+
 def pad_lines(lines: Sequence[np.ndarray], width: int | None = None) -> np.ndarray:
     """uint8 (H, W_i) lines -> one (N, H, width) array, each padded on the right with zeros (no ink)."""
     width = width or max(line.shape[1] for line in lines)

@@ -17,7 +17,7 @@ from scipy import ndimage
 from neurodigits.data.dataset import DOWNSAMPLE
 from neurodigits.inference import ctc_kept
 from neurodigits.params import TrainParams
-from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, pad_lines
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_steps, line_widths, pad_lines
 
 TRACKED_LINES = 256  # a line model's error rate per epoch is read on a seeded sample of at most this many lines
 
@@ -136,9 +136,8 @@ def predict_lines(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> li
     for i in range(len(batches)):
         lines = batches[i][0]
         logits = model.predict_on_batch(lines)  # a compiled call, traced for any width
-        columns = lines.shape[2] // logits.shape[1]  # pixel columns per step (model.downsample)
         for row, line_logits in zip(batches.batches[i], logits):
-            out[row] = line_logits[:-(-int(batches.widths[row]) // columns)]
+            out[row] = line_steps(line_logits, lines.shape[2], int(batches.widths[row]))
     return out
 
 
