@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
-from neurodigits.evaluation import text_metrics
+from neurodigits.evaluation import new_text, text_metrics
 from neurodigits.inference import LineReader, load_classifier
 from neurodigits.io import atomic_path, write_json
 from neurodigits.page import annotate, read_text_page
@@ -47,13 +47,13 @@ def test_lines(folder: Path, limit: int, seed: int) -> pd.DataFrame:
     labels = pd.read_csv(folder / "labels.csv", keep_default_na=False)
     test = labels[labels["split"] == "test"]
     sample = test.sample(n=min(limit, len(test)), random_state=seed).reset_index(drop=True)
-    return sample.assign(new_text=~sample["text"].isin(labels.loc[labels["split"] == "train", "text"]))
+    trained = labels.loc[labels["split"] == "train", "text"].tolist()
+    return sample.assign(new_text=new_text(sample["text"].tolist(), trained))
 
 
-def scores(truth: list[str], texts: list[str], new_text: np.ndarray) -> dict:
+def scores(truth: list[str], texts: list[str], new: np.ndarray) -> dict:
     """CER, WER and lines read exactly, and the CER on the lines of text never seen in training."""
-    new = text_metrics([t for t, n in zip(truth, new_text) if n], [r for r, n in zip(texts, new_text) if n])
-    return {**text_metrics(truth, texts), "cer_new_text": new["cer"] if new_text.any() else None}
+    return {**text_metrics(truth, texts), "cer_new_text": text_metrics(truth, texts, new)["cer"] if new.any() else None}
 
 
 def read_with_model(reader: LineReader, grays: list[np.ndarray]) -> tuple[list[str], float]:
@@ -103,9 +103,9 @@ def main() -> None:
     sample = test_lines(args.data, args.limit, args.seed)
     files = [args.data / f for f in sample["file"]]
     grays = [read_grayscale(f) for f in files]
-    truth, new_text = sample["text"].tolist(), sample["new_text"].to_numpy()
+    truth, unseen = sample["text"].tolist(), sample["new_text"].to_numpy()
     print(f"{len(truth)} held-out lines from {sample['writer'].nunique()} writers, {args.data}; "
-          f"{new_text.sum()} of them with a text no training line has")
+          f"{unseen.sum()} of them with a text no training line has")
     rows = []
     for name, export in (spec.split("=", 1) for spec in args.model):
         reader = load_classifier(export, num_threads=1)
@@ -113,7 +113,7 @@ def main() -> None:
             raise SystemExit(f"{export}: not a line model's export")
         texts, ms = read_with_model(reader, grays)
         pages, page, lines = read_pages(reader, grays, truth, args.pages, np.random.default_rng(args.seed))
-        rows.append({"reader": name, **scores(truth, texts, new_text), "ms_per_line": round(ms, 2), **pages})
+        rows.append({"reader": name, **scores(truth, texts, unseen), "ms_per_line": round(ms, 2), **pages})
         RESULTS.mkdir(exist_ok=True)
         with atomic_path(RESULTS / "lines_page.png") as tmp:
             annotate(page, ((line.box, line.text, line.confidence) for line in lines)).save(tmp, format="PNG")
@@ -121,12 +121,12 @@ def main() -> None:
     if shutil.which("tesseract"):
         texts, ms = read_with_tesseract(files)
         version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-        rows.append({"reader": f"{version} --psm 7", **scores(truth, texts, new_text), "ms_per_line": round(ms, 2)})
+        rows.append({"reader": f"{version} --psm 7", **scores(truth, texts, unseen), "ms_per_line": round(ms, 2)})
     else:
         print("tesseract not installed (apt-get install tesseract-ocr): its row is left out")
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False, floatfmt=".4f"))
-    write_json(RESULTS / "lines.json", {"lines": len(truth), "new_text_lines": int(new_text.sum()),
+    write_json(RESULTS / "lines.json", {"lines": len(truth), "new_text_lines": int(unseen.sum()),
                                         "data": str(args.data), "rows": rows})
 
 

@@ -44,15 +44,24 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) ->
     return metrics
 
 
-def text_metrics(truth: list[str], predicted: list[str]) -> dict[str, float | int]:
+def text_metrics(truth: list[str], predicted: list[str], mask: np.ndarray | None = None) -> dict[str, float | int]:
     """Character error rate (edit distance / reference characters), word error rate (the same over words),
-    and the share of lines read exactly, over all lines together."""
+    and the share of lines read exactly, over all lines together (with `mask`, over the lines it marks)."""
+    if mask is not None:
+        truth, predicted = [t for t, m in zip(truth, mask) if m], [p for p, m in zip(predicted, mask) if m]
     chars = sum(Levenshtein.distance(t, p) for t, p in zip(truth, predicted))
     words = sum(Levenshtein.distance(t.split(), p.split()) for t, p in zip(truth, predicted))
     return {"cer": round(chars / max(1, sum(len(t) for t in truth)), 6),
             "wer": round(words / max(1, sum(len(t.split()) for t in truth)), 6),
             "line_accuracy": round(float(np.mean([t == p for t, p in zip(truth, predicted)])), 6),
             "n": len(truth)}
+
+
+def new_text(texts: list[str], trained: list[str]) -> np.ndarray:
+    """Which of `texts` no training line has: writers are disjoint, texts need not be, and text never
+    trained on is the harder and fairer test."""
+    seen = set(trained)
+    return np.array([text not in seen for text in texts], dtype=bool)
 
 
 def read_lines(model, x: np.ndarray, classes: list[str]) -> list[str]:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 import pandas as pd
 
 from neurodigits import evaluation, tracking
@@ -45,12 +44,10 @@ def evaluate_lines(params: Params, data: Prepared, model: keras.Model) -> None:
     read = {"test": evaluation.read_lines(model, data.x_test, data.classes),
             "train": evaluation.read_lines(model, data.x_train, data.classes)}
     metrics = {split: evaluation.text_metrics(truth[split], read[split]) for split in ("test", "train")}
-    seen = set(truth["train"])  # writers are disjoint, texts need not be: also score text never trained on
-    new_text = np.array([text not in seen for text in truth["test"]])
+    new_text = evaluation.new_text(truth["test"], truth["train"])
     masks = evaluation.subset_masks(data.meta, data.quality_test) | ({"new_text": new_text} if new_text.any() else {})
     for name, mask in masks.items():
-        metrics[f"test_{name}"] = evaluation.text_metrics(*([t for t, m in zip(texts, mask) if m]
-                                                            for texts in (truth["test"], read["test"])))
+        metrics[f"test_{name}"] = evaluation.text_metrics(truth["test"], read["test"], mask)
     aligned = evaluation.character_alignment(truth["test"], read["test"])
     with tracking.run(params, read_run()["mlflow_run_id"]):
         write_json(PER_CLASS_FILE, evaluation.per_character_metrics(aligned, data.classes))

@@ -21,7 +21,7 @@ from neurodigits import NeuroDigitsError
 from neurodigits.data import load_datasets, prepare
 from neurodigits.data.dataset import ctc_fits, decode_labels, encode_texts, lines_report
 from neurodigits.data.lines import compose_line
-from neurodigits.evaluation import character_alignment, read_lines, text_metrics
+from neurodigits.evaluation import character_alignment, new_text, read_lines, text_metrics
 from neurodigits.inference import ctc_greedy
 from neurodigits.net import free_port
 from neurodigits.page import find_lines
@@ -54,6 +54,10 @@ def test_cer_and_wer_on_known_strings():
     assert metrics["wer"] == pytest.approx(1 / 4)  # one of four words wrong
     assert metrics["line_accuracy"] == 0.5 and metrics["n"] == 2
     assert text_metrics(["ab"], ["xyz"])["cer"] == pytest.approx(3 / 2)  # insertions count: CER can pass 100%
+    unseen = new_text(["12 34", "hello world", "56"], ["hello world", "78"])
+    assert unseen.tolist() == [True, False, True]
+    assert text_metrics(["12 34", "hello world", "56"], ["12 34", "x", "57"], unseen) == {
+        "cer": pytest.approx(1 / 7), "wer": pytest.approx(1 / 3), "line_accuracy": 0.5, "n": 2}
     aligned = character_alignment(["abc"], ["axcd"])
     assert aligned.values.tolist() == [["a", "a"], ["b", "x"], ["c", "c"], ["(extra)", "d"]]
 
