@@ -1,4 +1,4 @@
-"""The `neurodigits` command: predict digit images, read pages of numbers, serve a drawing page, sweep.
+"""The `neurodigits` command: classify character images, read pages of handwriting, serve a drawing page, sweep.
 
 Imports stay inside the commands: `predict` on the TFLite export must start without TensorFlow.
 """
@@ -225,10 +225,12 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="neurodigits", description="Handwritten digit recognition.")
+    main_parser = argparse.ArgumentParser(prog="neurodigits",
+                                          description="Handwriting recognition: digits, letters and lines of text.")
     commands = main_parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("predict", help="classify images of one digit each (PNG/JPEG, any size, either polarity)")
+    p = commands.add_parser("predict", help="classify images of one character each (PNG/JPEG, any size, "
+                                            "either polarity)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (searched recursively) or "
                    "quoted glob patterns such as 'scans/**/*.png'")
     p.add_argument("--model", help=MODEL_HELP)
@@ -247,7 +249,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print lines, words, characters, confidences and boxes as JSON")
     p.set_defaults(run=read)
 
-    p = commands.add_parser("serve", help="a web page to draw digits on, and a JSON API (POST /api/predict)")
+    p = commands.add_parser("serve", help="a web page to draw a character (or, with a line model, a word) on, "
+                                          "and a JSON API (POST /api/predict)")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)

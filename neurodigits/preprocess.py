@@ -251,7 +251,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     candidates = residual[residual > max(MIN_CONTRAST / 2, 5 * noise)]
     strong = float(_quantiles(candidates, (0.9,))[0]) if len(candidates) >= 3 else 0.0
     if strong < MIN_CONTRAST:
-        raise BlankImageError("image is blank (no ink found); give an image of one digit")
+        raise BlankImageError("image is blank (no ink found); give an image with handwriting on it")
     floor = max(3 * noise, FLOOR * strong)
     full = float(_quantiles(residual[residual > floor], (0.5,))[0])
     return _remove_rules(np.clip((residual - floor) / max(full - floor, 1e-3), 0.0, 1.0))
@@ -354,7 +354,7 @@ def mnist_style(ink: np.ndarray, size: int) -> np.ndarray:
     training data: uint8 (size, size)."""
     rows, cols = np.nonzero(ink > 0)
     if not len(rows):
-        raise BlankImageError("image is blank (no ink found); give an image of one digit")
+        raise BlankImageError("image is blank (no ink found); give an image of one character")
     crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     crop = _normalise_stroke(crop, MNIST_BOX / max(crop.shape))
     rows, cols = np.nonzero(crop > 0.05)
@@ -439,7 +439,7 @@ def pad_lines(lines: Sequence[np.ndarray], width: int | None = None) -> np.ndarr
 
 
 def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
-    """Read one digit image file and preprocess it; errors name the file."""
+    """Read an image file of one character and preprocess it; errors name the file."""
     gray = read_grayscale(path, max_side=WORK_SIDE)
     try:
         return preprocess_image(gray, size)

@@ -1,4 +1,4 @@
-"""`neurodigits serve`: a page to draw digits on, and a JSON API for image uploads."""
+"""`neurodigits serve`: a page to draw characters (or words, with a line model) on, and a JSON API for image uploads."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_
 
     @app.post("/api/predict", response_model=None)
     def predict(request: Request, file: UploadFile = File(...)) -> JSONResponse | dict:
-        """Classify one uploaded image (PNG/JPEG of one digit, or the drawing canvas as a PNG blob); a line
+        """Classify one uploaded image (PNG/JPEG of one character, or the drawing canvas as a PNG blob); a line
         model reads the image as one line of text."""
         stream = _upload(request, file, max_upload_bytes)
         try:
