@@ -13,8 +13,12 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neurodigits import NeuroDigitsError
+
+if TYPE_CHECKING:
+    from neurodigits.inference import Classifier, LineReader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODEL_BATCH = 64  # images per model call (small: the last call runs after preprocessing ends)
@@ -39,76 +43,95 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     return files
 
 
-def _records(files: list[str], args: argparse.Namespace) -> Iterator[dict]:
-    """One record per file, in order: the prediction, or the error. Images are preprocessed across
-    processes for large batches and classified a batch at a time."""
+def _records(files: list[str], model: Classifier | LineReader, workers: int | None) -> Iterator[dict]:
+    """One record per file, in order: the prediction (a line model's: the text read), or the error. Images
+    are preprocessed across processes for large batches and go to the model a batch at a time."""
     import numpy as np  # noqa: PLC0415
 
-    from neurodigits.inference import classify, load_classifier  # noqa: PLC0415
-    from neurodigits.preprocess import load_digits  # noqa: PLC0415
+    from neurodigits.inference import LineReader, classify  # noqa: PLC0415
+    from neurodigits.preprocess import load_images  # noqa: PLC0415
 
-    classifier = load_classifier(args.model)
-    results = load_digits(files, classifier.image_size, workers=args.workers)
+    lines = isinstance(model, LineReader)
+    results = load_images(files, model.image_size, workers=workers, lines=lines)
     for start in range(0, len(files), MODEL_BATCH):
         batch = list(itertools.islice(results, MODEL_BATCH))
         good = [r for r in batch if not isinstance(r, NeuroDigitsError)]
-        predictions = iter(classify(classifier, np.stack(good)) if good else [])
+        if lines:
+            predictions = iter(model.read(good))
+        else:
+            predictions = iter(classify(model, np.stack(good)) if good else [])
         for path, result in zip(files[start:start + MODEL_BATCH], batch):
             if isinstance(result, NeuroDigitsError):
                 yield {"file": path, "error": str(result)}
+            elif lines:
+                text, confidence = next(predictions)
+                yield {"file": path, "text": text, "confidence": confidence}
             else:
                 p = next(predictions)
                 yield {"file": path, "label": p.label, "probability": p.probability,
                        "top": [{"label": label, "probability": q} for label, q in p.top]}
 
 
+def _describe(record: dict) -> str:
+    """A prediction record as one line of text."""
+    if "text" in record:
+        return f"{record['file']}: {record['text']}  ({record['confidence']:.1%} sure of its least sure character)"
+    top = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in record["top"])
+    return f"{record['file']}: {record['label']} ({record['probability']:.1%})  top-3: {top}"
+
+
 def predict(args: argparse.Namespace) -> int:
-    """Classify each image: a line per image (or one JSON / CSV record per input, in input order);
-    an error line on stderr per bad file, and a non-zero exit if there was one."""
+    """Classify each image (a line model reads each as one line of text): a line per image (or one JSON / CSV
+    record per input, in input order); an error line on stderr per bad file, and a non-zero exit if there
+    was one."""
+    from neurodigits.inference import LineReader, load_classifier  # noqa: PLC0415
+
     files = expand_inputs(args.images)
+    model = load_classifier(args.model)
     show = not args.quiet and len(files) >= PROGRESS_MIN and sys.stderr.isatty()
     if show:
         from tqdm import tqdm  # noqa: PLC0415
 
         bar = tqdm(total=len(files), unit="img", file=sys.stderr)
     records, failed = [], 0
-    for record in _records(files, args):
+    for record in _records(files, model, args.workers):
         if show:
             bar.update()
         if "error" in record:
             failed += 1
             print(f"error: {record['error']}", file=sys.stderr)
         elif not (args.json or args.csv):
-            top = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in record["top"])
-            print(f"{record['file']}: {record['label']} ({record['probability']:.1%})  top-3: {top}")
+            print(_describe(record))
         records.append(record)
     if show:
         bar.close()
     if args.json:
         print(json.dumps(records, indent=2))
     if args.csv:
-        write_csv(args.csv, records)
+        write_csv(args.csv, records, lines=isinstance(model, LineReader))
     return 1 if failed else 0
 
 
-def write_csv(path: str, records: list[dict]) -> None:
-    """file, label, probability, top ("7 0.98; 1 0.01; ..."), error: one row per record, written atomically."""
+def write_csv(path: str, records: list[dict], lines: bool = False) -> None:
+    """file, label, probability, top ("7 0.98; 1 0.01; ..."), error (for a line model: file, text,
+    confidence, error): one row per record, written atomically."""
     from neurodigits.io import atomic_path  # noqa: PLC0415
 
+    columns = ["file", "text", "confidence", "error"] if lines else ["file", "label", "probability", "top", "error"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "label", "probability", "top", "error"])
+        writer.writerow(columns)
         for r in records:
             top = "; ".join(f"{t['label']} {t['probability']:.6f}" for t in r.get("top", []))
-            writer.writerow([r["file"], r.get("label", ""), r.get("probability", ""), top, r.get("error", "")])
+            writer.writerow([top if column == "top" else r.get(column, "") for column in columns])
 
 
 def read(args: argparse.Namespace) -> int:
     """Print the text on a page, one line per line of handwriting (words split at wide gaps), then each
     character's confidence."""
     from neurodigits.inference import LineReader, load_classifier  # noqa: PLC0415
-    from neurodigits.page import MAX_PAGE_SIDE, annotate, line_text, read_page, words  # noqa: PLC0415
-    from neurodigits.preprocess import read_grayscale  # noqa: PLC0415
+    from neurodigits.page import annotate, line_text, read_page, words  # noqa: PLC0415
+    from neurodigits.preprocess import MAX_PAGE_SIDE, read_grayscale  # noqa: PLC0415
 
     gray = read_grayscale(args.page, max_side=MAX_PAGE_SIDE)
     model = load_classifier(args.model)

@@ -17,11 +17,10 @@ from scipy import ndimage
 
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import Classifier, LineReader, classify
-from neurodigits.preprocess import fit_line, ink_map, mnist_style
+from neurodigits.preprocess import MAX_PAGE_SIDE, fit_line, ink_map, mnist_style
 
 DUST_SHARE = 0.03  # components with less ink than this share of a typical one are dust
 MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
-MAX_PAGE_SIDE = 3000  # bigger pages are read shrunk to this
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
 SPECK_SHARE = 0.001  # strokes with less than this share of a page's ink are specks, not writing
 TALL_LINE = 1.7  # a band of writing taller than this many typical lines is several lines touching

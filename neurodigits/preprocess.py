@@ -11,7 +11,7 @@ import math
 import multiprocessing
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +24,7 @@ MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST fits each digit's longer side into 20 px
 MNIST_CENTRE = 14.0  # where MNIST puts the centre of mass (row, column), measured on the embedded set
 MNIST_STROKE = 2.0  # median stroke width of the embedded set at 28x28, in pixels (2 * area / perimeter)
 MAX_PIXELS = 40_000_000
+MAX_PAGE_SIDE = 3000  # pages and line images are read shrunk to this, at most
 WORK_SIDE = 96  # a single digit is analysed with its longer side at most this long (the answer is 20 px)
 MIN_WORK_SIDE = 64  # ... and at least this long (tiny scans are enlarged smoothly)
 BACKGROUND_SIDE = 32  # the paper's shading and the digit's blobs are found at this resolution
@@ -438,23 +439,34 @@ def pad_lines(lines: Sequence[np.ndarray], width: int | None = None) -> np.ndarr
     return out
 
 
-def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
-    """Read an image file of one character and preprocess it; errors name the file."""
-    gray = read_grayscale(path, max_side=WORK_SIDE)
+def _named(path: str | Path | BinaryIO, preprocess: Callable[[np.ndarray], np.ndarray], max_side: int) -> np.ndarray:
+    """Read an image file and preprocess it; errors name the file."""
+    gray = read_grayscale(path, max_side=max_side)
     try:
-        return preprocess_image(gray, size)
+        return preprocess(gray)
     except NeuroDigitsError as exc:
         raise type(exc)(f"{getattr(path, 'name', path)}: {exc}") from None
 
 
-def _load_one(job: tuple[str | Path | bytes | np.ndarray, int]) -> np.ndarray | NeuroDigitsError:
-    """load_digit for a pool worker: the image, or the error (bytes are read as an upload, a uint8 array is
-    an image already decoded)."""
-    source, size = job
+def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
+    """Read an image file of one character and preprocess it (`preprocess_image`); errors name the file."""
+    return _named(path, lambda gray: preprocess_image(gray, size), WORK_SIDE)
+
+
+def load_line(path: str | Path | BinaryIO, height: int) -> np.ndarray:
+    """Read an image file of one line of text and preprocess it (`line_image`); errors name the file."""
+    return _named(path, lambda gray: line_image(gray, height, MAX_PAGE_SIDE), MAX_PAGE_SIDE)
+
+
+def _load_one(job: tuple[str | Path | bytes | np.ndarray, int, bool]) -> np.ndarray | NeuroDigitsError:
+    """load_digit (load_line for `lines`) for a pool worker: the image, or the error (bytes are read as an
+    upload, a uint8 array is an image already decoded)."""
+    source, size, lines = job
     try:
         if isinstance(source, np.ndarray):
-            return preprocess_image(source / 255.0, size)
-        return load_digit(io.BytesIO(source) if isinstance(source, bytes) else source, size)
+            gray = source / 255.0
+            return line_image(gray, size, MAX_PAGE_SIDE) if lines else preprocess_image(gray, size)
+        return (load_line if lines else load_digit)(io.BytesIO(source) if isinstance(source, bytes) else source, size)
     except NeuroDigitsError as exc:
         return exc
 
@@ -464,13 +476,13 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def load_digits(sources: Sequence[str | Path | bytes | np.ndarray], size: int, workers: int | None = None,
-                chunk: int = PARALLEL_CHUNK) -> Iterator[np.ndarray | NeuroDigitsError]:
+def load_images(sources: Sequence[str | Path | bytes | np.ndarray], size: int, workers: int | None = None,
+                chunk: int = PARALLEL_CHUNK, lines: bool = False) -> Iterator[np.ndarray | NeuroDigitsError]:
     """load_digit over many files (or encoded images, or decoded uint8 images), in input order: each one's
-    image, or its error.
+    image, or its error; with `lines`, load_line (`size` is then the line height).
     Batches of at least two chunks are spread over `workers` processes (default: every core)."""
     workers = min(workers or available_cores(), len(sources) // chunk)
-    jobs = ((source, size) for source in sources)
+    jobs = ((source, size, lines) for source in sources)
     if workers < 2:
         yield from map(_load_one, jobs)
         return

@@ -217,6 +217,23 @@ def test_read_finds_and_reads_both_lines_of_a_page(line_project, tmp_path, model
     assert Image.open(tmp_path / "read.png").size == page.shape[::-1]
 
 
+def test_predict_with_a_line_model_reads_each_image_as_a_line(line_project, tmp_path):
+    images, labels = embedded()
+    line = compose_line([images[np.flatnonzero(labels == d)[0]] for d in (4, 2)], "42", np.random.default_rng(1),
+                        64, 2000)
+    Image.fromarray(255 - line).save(tmp_path / "line.png")
+    Image.fromarray(np.full((40, 200), 230, np.uint8)).save(tmp_path / "blank.png")
+    result = run([sys.executable, "-m", "neurodigits.cli", "predict", str(tmp_path / "line.png"),
+                  str(tmp_path / "blank.png"), "--json", "--csv", str(tmp_path / "out.csv"), "--model", "models/export"],
+                 line_project, check=False)
+    records = json.loads(result.stdout)
+    assert result.returncode == 1 and [r["file"] for r in records] == [str(tmp_path / n) for n in ("line.png", "blank.png")]
+    assert set(records[0]["text"]) <= set("0123456789 ") and 0 <= records[0]["confidence"] <= 1
+    assert "blank.png: image is blank" in records[1]["error"]
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert rows[0] == "file,text,confidence,error" and len(rows) == 3
+
+
 @pytest.fixture(scope="module")
 def line_server(line_project):
     base = f"http://127.0.0.1:{free_port()}"

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from neurodigits import NeuroDigitsError
 from neurodigits.io import atomic_path, sha256_file
 from neurodigits.params import PARAMS_FILE, DataParams, project_root, resolve_path
-from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, load_digits, pad_lines, resize_images
+from neurodigits.preprocess import LINE_WIDTH_STEP, line_widths, load_images, pad_lines, resize_images
 
 DOWNSAMPLE = 4  # a line model predicts one character (or blank) per at most this many pixel columns (model.downsample)
 
@@ -152,7 +152,7 @@ def model_images(images: np.ndarray, params: DataParams) -> tuple[np.ndarray, in
     it refuses (no ink) is kept resized. Also returns how many were refused."""
     if not params.preprocess or not len(images):
         return resize_images(images, params.image_size), 0
-    results = list(tqdm(load_digits(list(images), params.image_size), total=len(images), desc="preprocess",
+    results = list(tqdm(load_images(list(images), params.image_size), total=len(images), desc="preprocess",
                         unit="img", disable=None))
     refused = [i for i, result in enumerate(results) if isinstance(result, NeuroDigitsError)]
     for i in refused:

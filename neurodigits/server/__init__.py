@@ -21,13 +21,12 @@ from neurodigits.inference import (
     classify,
     load_classifier,
 )
-from neurodigits.page import MAX_PAGE_SIDE
 from neurodigits.preprocess import (
     WORK_SIDE,
     BlankImageError,
     ImageTooLargeError,
-    line_image,
     load_digit,
+    load_line,
     preprocess_image,
     read_grayscale,
 )
@@ -86,7 +85,7 @@ def create_app(classifier: Classifier | LineReader, max_upload_bytes: int = MAX_
         stream = _upload(request, file, max_upload_bytes)
         try:
             if lines:
-                line = line_image(read_grayscale(stream, max_side=MAX_PAGE_SIDE), classifier.image_size, MAX_PAGE_SIDE)
+                line = load_line(stream, classifier.image_size)
             else:
                 image = load_digit(stream, classifier.image_size)
         except NeuroDigitsError as exc:
