@@ -223,11 +223,11 @@ def test_predict_with_a_line_model_reads_each_image_as_a_line(line_project, tmp_
                         64, 2000)
     Image.fromarray(255 - line).save(tmp_path / "line.png")
     Image.fromarray(np.full((40, 200), 230, np.uint8)).save(tmp_path / "blank.png")
-    result = run([sys.executable, "-m", "neurodigits.cli", "predict", str(tmp_path / "line.png"),
-                  str(tmp_path / "blank.png"), "--json", "--csv", str(tmp_path / "out.csv"), "--model", "models/export"],
-                 line_project, check=False)
+    files = [str(tmp_path / "line.png"), str(tmp_path / "blank.png")]
+    result = run([sys.executable, "-m", "neurodigits.cli", "predict", *files, "--json", "--csv",
+                  str(tmp_path / "out.csv"), "--model", "models/export"], line_project, check=False)
     records = json.loads(result.stdout)
-    assert result.returncode == 1 and [r["file"] for r in records] == [str(tmp_path / n) for n in ("line.png", "blank.png")]
+    assert result.returncode == 1 and [r["file"] for r in records] == files
     assert set(records[0]["text"]) <= set("0123456789 ") and 0 <= records[0]["confidence"] <= 1
     assert "blank.png: image is blank" in records[1]["error"]
     rows = (tmp_path / "out.csv").read_text().splitlines()

@@ -50,6 +50,16 @@ def test_mode_must_fit_the_metric():
         parse_params({"tune": {"metric": "val_loss"}})
 
 
+def test_a_line_model_sweep_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "synthetic-lines"},
+                                                          "model": {"kind": "crnn"}}))
+    assert cli.main(["tune"]) == 1
+    assert capsys.readouterr().err == ("error: sweeps tune character models (scored by val_accuracy or val_loss), "
+                                       "not line models; compare line models by CER with `dvc exp run --queue -S "
+                                       "...` and `dvc exp show`\n")
+
+
 def test_the_cli_stops_on_a_bad_space_before_starting_ray(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tune": {"space": {"model.dropout": "uniform(0.5, 0.1)"}}}))
