@@ -191,7 +191,9 @@ def serve(args: argparse.Namespace) -> int:
 
     workers = args.workers or (1 if str(args.model).startswith(MLFLOW_SCHEMES) else available_cores())
     classifier = load_classifier(args.model)  # a bad model stops here, with one line
-    print(f"serving on http://{args.host}:{args.port}/ with {workers} worker(s) (Ctrl-C to stop)", file=sys.stderr)
+    check_listen(args.host, args.port)  # so does an address in use (uvicorn would log it, after our banner)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving on http://{host}:{args.port}/ with {workers} worker(s) (Ctrl-C to stop)", file=sys.stderr)
     # uvicorn picks httptools and uvloop (both pinned dependencies): 2.6x the requests/s of h11 and asyncio here
     if workers == 1:
         app = create_app(classifier, samples_dir=args.samples)
@@ -201,6 +203,33 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run("neurodigits.server:app_from_env", factory=True, workers=workers, host=args.host,
                     port=args.port, log_level="warning")
     return 0
+
+
+def check_listen(host: str, port: int) -> None:
+    """Stop with one line when `host`:`port` cannot be listened on (in use, or not an address of this machine)."""
+    import socket  # noqa: PLC0415
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind((host, port))
+    except OSError as exc:
+        raise NeuroDigitsError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port, "
+                               "or a --host of this machine") from None
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return int(text)
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (1 to 65535)")
+    return int(text)
 
 
 def presets(args: argparse.Namespace) -> int:
@@ -260,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one record per input in input order "
                    "(failures as records with an 'error' field)")
     p.add_argument("--csv", metavar="FILE", help="also write one CSV row per input, in input order")
-    p.add_argument("--workers", type=int, help="processes for preprocessing large batches (default: every core)")
+    p.add_argument("--workers", type=positive, help="processes for preprocessing large batches (default: every core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=predict)
 
@@ -276,16 +305,16 @@ def parser() -> argparse.ArgumentParser:
                                           "and a JSON API (POST /api/predict)")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--samples", type=Path, default=Path("data/user"),
                    help="where teach mode saves labelled samples, a folder per class (default: data/user)")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per core for a TFLite export, "
+    p.add_argument("--workers", type=positive, help="worker processes (default: one per core for a TFLite export, "
                    "one for an MLflow model)")
     p.set_defaults(run=serve)
 
     p = commands.add_parser("tune", help="hyperparameter sweep over params.yaml's tune.space (Ray Tune, Optuna, "
                                          "ASHA); every trial in MLflow")
-    p.add_argument("--trials", type=int, help="number of trials (default: tune.trials)")
+    p.add_argument("--trials", type=positive, help="number of trials (default: tune.trials)")
     p.add_argument("--address", metavar="HOST:PORT", help="a Ray cluster to run on (default: RAY_ADDRESS, else Ray "
                                                           "in-process on this machine)")
     p.add_argument("--preset", help="sweep around a preset of presets.yaml (e.g. cnn) instead of params.yaml as is")

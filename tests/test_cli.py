@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -87,6 +88,20 @@ def test_usage_errors_exit_2_and_a_missing_model_exits_1(photos, tmp_path):
     assert neurodigits("frobnicate").returncode == 2
     result = neurodigits("predict", "--model", tmp_path / "nowhere", photos[0][0])
     assert result.returncode == 1 and "no such model" in result.stderr
+
+
+def test_serve_on_an_address_in_use_and_bad_numbers_are_one_line(export):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = neurodigits("serve", "--model", export, "--port", port)
+    assert result.returncode == 1 and result.stderr == (f"error: cannot listen on 127.0.0.1:{port} (Address already "
+                                                        "in use); choose another --port, or a --host of this machine\n")
+    bad_port = neurodigits("serve", "--port", "99999")
+    assert bad_port.returncode == 2 and "argument --port: '99999' is not a TCP port (1 to 65535)" in bad_port.stderr
+    no_workers = neurodigits("predict", "--workers", "0", "digit.png")
+    assert no_workers.returncode == 2 and "'0' is not a whole number of at least 1" in no_workers.stderr
 
 
 def test_predict_starts_fast_without_tensorflow(export, photos):
