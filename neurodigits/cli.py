@@ -243,7 +243,7 @@ def presets(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     """Sweep the search space of params.yaml's tune section with Ray Tune; print the winner's dvc command."""
-    from neurodigits.params import load_params  # noqa: PLC0415
+    from neurodigits.params import check_sweepable, load_params  # noqa: PLC0415
     from neurodigits.presets import load_presets  # noqa: PLC0415
 
     reference = load_params()
@@ -253,6 +253,7 @@ def tune(args: argparse.Namespace) -> int:
         if args.preset not in presets:
             raise NeuroDigitsError(f"no preset '{args.preset}'; choose one of {', '.join(presets)}")
         params = presets[args.preset].apply(reference)
+    check_sweepable(params)
     from neurodigits.tune import REPORT_FILE, sweep  # noqa: PLC0415 - Ray only once the params are valid
 
     try:

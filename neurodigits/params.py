@@ -333,6 +333,16 @@ def check_space(params: Params, source: str = PARAMS_FILE) -> None:
                                f"{params.tune.metric}; use mode {'min' if params.tune.mode == 'max' else 'max'}")
 
 
+SWEEP_LINES = ("sweeps tune character models (scored by val_accuracy or val_loss), not line models; "
+               "compare line models by CER with `dvc exp run --queue -S ...` and `dvc exp show`")
+
+
+def check_sweepable(params: Params) -> None:
+    """Sweeps tune character models: a line model (model.kind crnn) is refused in one line."""
+    if params.model.kind == "crnn":
+        raise NeuroDigitsError(SWEEP_LINES)
+
+
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     """Validate a params mapping; raise NeuroDigitsError with one line naming the key and the fix."""
     if raw is None:

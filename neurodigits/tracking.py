@@ -6,10 +6,8 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from neurodigits import NeuroDigitsError  # noqa: E402
+from neurodigits import NeuroDigitsError, interrupts  # noqa: E402
 from neurodigits.params import Params, project_root  # noqa: E402
 
 TEST_METRIC, TEST_CER = "test_accuracy", "test_cer"  # what ranks registered versions (a line model: CER)
@@ -150,19 +148,6 @@ def mark_dead_runs(experiment_id: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so the run can be marked KILLED on the way out."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def run(params: Params, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start the model's run (run_id None) or reopen it; an exception marks it FAILED, Ctrl-C or SIGTERM KILLED.
 
@@ -173,7 +158,7 @@ def run(params: Params, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]
         mark_dead_runs(experiment_id)
     else:  # this process owns the run now: tag it before it is RUNNING again
         MlflowClient().set_tag(run_id, PID_TAG, str(os.getpid()))
-    with _sigterm_interrupts(), mlflow.start_run(run_id=run_id, experiment_id=experiment_id, tags=_process_tags(),
+    with interrupts.catching(), mlflow.start_run(run_id=run_id, experiment_id=experiment_id, tags=_process_tags(),
                                                  run_name=None if run_id else os.environ.get("DVC_EXP_NAME")) as active:
         try:
             yield active

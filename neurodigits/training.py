@@ -14,6 +14,7 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 from scipy import ndimage
 
+from neurodigits import interrupts
 from neurodigits.data.dataset import DOWNSAMPLE
 from neurodigits.inference import ctc_kept
 from neurodigits.params import TrainParams
@@ -179,12 +180,24 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return dict(zip(classes.tolist(), compute_class_weight("balanced", classes=classes, y=y).tolist()))
 
 
+class StopWhenInterrupted(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt at the next batch once Ctrl-C or SIGTERM arrived (`interrupts.received`): the one
+    the signal handler raised can be lost inside TensorFlow or Keras, and training would go on. Safe for Keras's
+    asynchronous batch callbacks: their errors reach the training loop."""
+
+    async_safe = True
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if interrupts.received.is_set():
+            raise KeyboardInterrupt
+
+
 def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainParams,
                validation: tuple[np.ndarray, np.ndarray] | None, callbacks: Sequence[keras.callbacks.Callback],
                verbose: int | str, initial_epoch: int) -> pd.DataFrame:
     steps_per_epoch = -(-len(x) // params.batch_size)
     compile_model(model, params, steps_per_epoch)
-    callbacks = list(callbacks)
+    callbacks = [StopWhenInterrupted(), *callbacks]
     if params.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation is not None else "loss",

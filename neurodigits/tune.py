@@ -31,14 +31,12 @@ from ray.tune.result import AUTO_RESULT_KEYS  # noqa: E402
 from neurodigits import NeuroDigitsError  # noqa: E402
 from neurodigits.data import Prepared, load_prepared  # noqa: E402
 from neurodigits.io import write_json  # noqa: E402
-from neurodigits.params import Params, parse_distribution  # noqa: E402
+from neurodigits.params import SWEEP_LINES, Params, check_sweepable, parse_distribution  # noqa: E402
 from neurodigits.presets import Preset  # noqa: E402
 from neurodigits.raycluster import LOOPBACK  # noqa: E402
 
 PREPARED_DIR = "data/prepared"
 REPORT_FILE = "reports/tune.json"
-LINES_UNSUPPORTED = ("sweeps tune character models (scored by val_accuracy or val_loss), not line models; "
-                     "compare line models by CER with `dvc exp run --queue -S ...` and `dvc exp show`")
 SCALARS = (str, int, float, bool, type(None))  # what Optuna's categorical choices may hold
 
 
@@ -268,15 +266,14 @@ def sweep(params: Params, reference: Params | None = None, trials: int | None = 
     if trials is not None:
         params = params.model_copy(update={"tune": params.tune.model_copy(update={"trials": trials})})
     settings = params.tune
-    if params.model.kind == "crnn":
-        raise NeuroDigitsError(LINES_UNSUPPORTED)
+    check_sweepable(params)
     if not settings.space:
         raise NeuroDigitsError("params.yaml: 'tune.space' is empty; add params keys with distributions, "
                                "e.g. train.learning_rate: loguniform(1e-4, 1e-2)")
     data = load_prepared(prepared_dir)
     if data.meta.get("task") == "lines":
         raise NeuroDigitsError(f"{prepared_dir} holds text lines (data.source {data.meta['source']}): "
-                               + LINES_UNSUPPORTED)
+                               + SWEEP_LINES)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result files: MLflow
     started = time.time()

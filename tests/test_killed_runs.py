@@ -58,18 +58,25 @@ def test_signals_mark_runs_killed(tmp_path: Path):
         run([sys.executable, "-m", f"stages.{stage}"], project)
 
     killed, live = start_training(project), start_training(project)
-    for process in (killed, live):
-        wait_for_an_epoch(project, process)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert runs(project)[killed.pid][1] == "RUNNING"  # nobody was left to say otherwise
+    last = None
+    try:
+        for process in (killed, live):
+            wait_for_an_epoch(project, process)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        assert runs(project)[killed.pid][1] == "RUNNING"  # nobody was left to say otherwise
 
-    last = start_training(project)
-    wait_for_an_epoch(project, last)
-    assert runs(project)[killed.pid][1] == "KILLED"  # the next run found its process gone
-    assert runs(project)[live.pid][1] == "RUNNING"  # a live run on this host is left alone
-    for process, sig in ((live, signal.SIGTERM), (last, signal.SIGINT)):
-        process.send_signal(sig)
-        assert process.wait(timeout=60) == 130
-        assert process.log.read_text().endswith("error: interrupted\n")
-        assert runs(project)[process.pid][1] == "KILLED"
+        last = start_training(project)
+        wait_for_an_epoch(project, last)
+        assert runs(project)[killed.pid][1] == "KILLED"  # the next run found its process gone
+        assert runs(project)[live.pid][1] == "RUNNING"  # a live run on this host is left alone
+        for process, sig in ((live, signal.SIGTERM), (last, signal.SIGINT)):
+            process.send_signal(sig)
+            assert process.wait(timeout=60) == 130
+            assert process.log.read_text().endswith("error: interrupted\n")
+            assert runs(project)[process.pid][1] == "KILLED"
+    finally:  # a failed check leaves no training running on (100,000 epochs)
+        for process in (killed, live, last):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import copy_project, run
 
+from neurodigits import interrupts
 from neurodigits.models import (
     RandomWarp,
     bilinear_sample,
@@ -156,6 +157,22 @@ def test_balanced_class_weights_lift_a_rare_class():
         fit(model, x, y, TrainParams(epochs=20, batch_size=32, learning_rate=0.01, class_weight=weighting), verbose=0)
         predicted[weighting] = (model.predict(x, verbose=0).argmax(1) == 1).mean()
     assert predicted["none"] < 0.05 and predicted["balanced"] > 0.3
+
+
+def test_an_interrupt_that_a_library_swallowed_still_stops_training():
+    """The signal handler's KeyboardInterrupt can be lost inside TensorFlow or Keras; interrupts.received is not,
+    and training stops at the next batch, epochs before the end."""
+    set_determinism(0)
+    x, y = np.random.default_rng(0).random((256, 16), dtype=np.float32), np.arange(256) % 4
+    model = build_mlp(16, 4, [8])
+    stops = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: interrupts.received.set())
+    interrupts.received.clear()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(model, x, y, TrainParams(epochs=50, batch_size=8, steps_per_execution=1), callbacks=[stops], verbose=0)
+    finally:
+        interrupts.received.clear()
+    assert model.optimizer.iterations.numpy() < 2 * 256 // 8  # the second epoch at most began
 
 
 def test_lr_schedules_start_at_the_learning_rate_and_decay():

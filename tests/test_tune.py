@@ -58,6 +58,7 @@ def test_a_line_model_sweep_is_refused_in_one_line(tmp_path, monkeypatch, capsys
     assert capsys.readouterr().err == ("error: sweeps tune character models (scored by val_accuracy or val_loss), "
                                        "not line models; compare line models by CER with `dvc exp run --queue -S "
                                        "...` and `dvc exp show`\n")
+    assert "ray" not in sys.modules  # refused before Ray is imported
 
 
 def test_the_cli_stops_on_a_bad_space_before_starting_ray(tmp_path, monkeypatch, capsys):
