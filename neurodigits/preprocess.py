@@ -11,7 +11,7 @@ import math
 import multiprocessing
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -439,34 +439,38 @@ def pad_lines(lines: Sequence[np.ndarray], width: int | None = None) -> np.ndarr
     return out
 
 
-def _named(path: str | Path | BinaryIO, preprocess: Callable[[np.ndarray], np.ndarray], max_side: int) -> np.ndarray:
-    """Read an image file and preprocess it; errors name the file."""
-    gray = read_grayscale(path, max_side=max_side)
+def _preprocess(gray: np.ndarray, size: int, lines: bool) -> np.ndarray:
+    """`preprocess_image`, or with `lines` `line_image` (`size` is then the line height)."""
+    return line_image(gray, size, MAX_PAGE_SIDE) if lines else preprocess_image(gray, size)
+
+
+def _load(path: str | Path | BinaryIO, size: int, lines: bool) -> np.ndarray:
+    """Read an image file and preprocess it (`_preprocess`); errors name the file."""
+    gray = read_grayscale(path, max_side=MAX_PAGE_SIDE if lines else WORK_SIDE)
     try:
-        return preprocess(gray)
+        return _preprocess(gray, size, lines)
     except NeuroDigitsError as exc:
         raise type(exc)(f"{getattr(path, 'name', path)}: {exc}") from None
 
 
 def load_digit(path: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Read an image file of one character and preprocess it (`preprocess_image`); errors name the file."""
-    return _named(path, lambda gray: preprocess_image(gray, size), WORK_SIDE)
+    return _load(path, size, lines=False)
 
 
 def load_line(path: str | Path | BinaryIO, height: int) -> np.ndarray:
     """Read an image file of one line of text and preprocess it (`line_image`); errors name the file."""
-    return _named(path, lambda gray: line_image(gray, height, MAX_PAGE_SIDE), MAX_PAGE_SIDE)
+    return _load(path, height, lines=True)
 
 
 def _load_one(job: tuple[str | Path | bytes | np.ndarray, int, bool]) -> np.ndarray | NeuroDigitsError:
-    """load_digit (load_line for `lines`) for a pool worker: the image, or the error (bytes are read as an
-    upload, a uint8 array is an image already decoded)."""
+    """_load for a pool worker: the image, or the error (bytes are read as an upload, a uint8 array is an image
+    already decoded)."""
     source, size, lines = job
     try:
         if isinstance(source, np.ndarray):
-            gray = source / 255.0
-            return line_image(gray, size, MAX_PAGE_SIDE) if lines else preprocess_image(gray, size)
-        return (load_line if lines else load_digit)(io.BytesIO(source) if isinstance(source, bytes) else source, size)
+            return _preprocess(source / 255.0, size, lines)
+        return _load(io.BytesIO(source) if isinstance(source, bytes) else source, size, lines)
     except NeuroDigitsError as exc:
         return exc
 
