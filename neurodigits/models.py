@@ -171,11 +171,13 @@ def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel
 
 def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel_size: int = 3,
                convs_per_block: int = 2, batch_norm: bool = False, dense_units: int = 128, dropout: float = 0.0,
-               rnn_units: int = 128, rnn_layers: int = 2, downsample: int = 4) -> keras.Model:
+               rnn_units: int = 128, rnn_layers: int = 2, downsample: int = 4,
+               steps_per_column: int = 1) -> keras.Model:
     """A line recognizer (CRNN, Shi et al. 2015; the keras-io handwriting example's shape): conv blocks as in
     the CNN, the first ones halving height and width until the width is divided by `downsample`, later ones
     height only, so each of W/downsample columns sees a slice of the line; a dense projection; bidirectional
-    LSTMs across the width; per-column logits over the characters plus the CTC blank (index 0).
+    LSTMs across the width; each column's output split by a linear layer into `steps_per_column` steps; per-step
+    logits over the characters plus the CTC blank (index 0).
     Input: (N, height, W) in [0, 1], any width W divisible by `downsample`."""
     inputs = keras.Input(shape=(height, None), name="line")
     x = layers.Reshape((height, -1, 1))(inputs)
@@ -192,6 +194,9 @@ def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel
     x = layers.Dropout(dropout)(x)
     for _ in range(rnn_layers):
         x = layers.Bidirectional(layers.LSTM(rnn_units, return_sequences=True, dropout=dropout / 2))(x)
+    if steps_per_column > 1:  # more CTC steps for dense writing, at the cost of a dense layer, not of the convs
+        features = x.shape[-1]
+        x = layers.Reshape((-1, features), name="split_columns")(layers.Dense(steps_per_column * features)(x))
     outputs = layers.Dense(num_characters + 1, name="logits")(x)
     return keras.Model(inputs, outputs, name="crnn")
 
@@ -202,7 +207,7 @@ def build_model(model: ModelParams, train: TrainParams, image_size: int, num_cla
     if model.kind == "crnn":
         return build_crnn(image_size, num_classes, model.conv_filters, model.kernel_size, model.convs_per_block,
                           model.batch_norm, model.dense_units, model.dropout, model.rnn_units, model.rnn_layers,
-                          model.downsample)
+                          model.downsample, model.steps_per_column)
     augmentation = (build_augmentation(train.augment_rotation, train.augment_shift, train.augment_zoom,
                                        train.augment_elastic, image_size, train.seed, train.augment_stroke,
                                        train.augment_blur, train.augment_contrast, train.augment_resolution)

@@ -102,6 +102,7 @@ class ModelParams(_Section):
     rnn_units: int = Field(128, gt=0)
     rnn_layers: int = Field(2, ge=1, le=4)
     downsample: Literal[2, 4] = 4
+    steps_per_column: Literal[1, 2] = 1
 
     @model_validator(mode="after")
     def _steps(self) -> ModelParams:

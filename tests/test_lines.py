@@ -25,7 +25,7 @@ from neurodigits.evaluation import character_alignment, new_text, read_lines, te
 from neurodigits.inference import ctc_greedy
 from neurodigits.net import free_port
 from neurodigits.page import find_lines
-from neurodigits.params import DataParams, parse_params
+from neurodigits.params import DataParams, ModelParams, parse_params
 from neurodigits.preprocess import ink_map, line_image
 from neurodigits.synth import text_page
 
@@ -175,11 +175,11 @@ def test_find_lines_finds_each_line_top_to_bottom():
 
 @pytest.fixture(scope="module")
 def line_project(tmp_path_factory):
-    """`dvc exp run` of a tiny line model on synthetic lines, in a project copy (a step every 2 pixel columns:
-    training, evaluation, export and `read` follow model.downsample)."""
+    """`dvc exp run` of a tiny line model on synthetic lines, in a project copy (a step every 2 pixel columns,
+    two per column of the convolutions: training, evaluation, export and `read` follow the model's steps)."""
     project = copy_project(tmp_path_factory.mktemp("lines-project"),
                            data={"source": "synthetic-lines", "synthetic_lines": 80},
-                           model={**TINY_CRNN, "downsample": 2}, train={"epochs": 2, "batch_size": 16},
+                           model={**TINY_CRNN, "steps_per_column": 2}, train={"epochs": 2, "batch_size": 16},
                            tracking={"registered_model": "lines-test"})
     run(["dvc", "exp", "run"], project)
     return project
@@ -312,18 +312,24 @@ def test_line_batches_are_seeded_width_sorted_and_augmented_within_ctc_limits():
     assert min(widths) >= need  # squeezing never leaves a label fewer model steps than CTC needs
 
 
-def test_line_model_steps_follow_model_downsample():
-    """model.downsample sets the pixel columns per CTC step; predict_lines keeps each line's own steps."""
+@pytest.mark.parametrize(("downsample", "steps_per_column"), [(2, 1), (4, 1), (4, 2)])
+def test_line_model_steps_follow_model_downsample(downsample, steps_per_column):
+    """model.downsample / model.steps_per_column set the pixel columns per CTC step; predict_lines keeps each
+    line's own steps."""
     from neurodigits.models import build_model  # noqa: PLC0415
     from neurodigits.params import ModelParams, TrainParams  # noqa: PLC0415
     from neurodigits.training import predict_lines  # noqa: PLC0415
 
     lines = np.zeros((2, 32, 96), np.uint8)
     lines[0, 8:24, :40], lines[1, 8:24, :90] = 255, 255
-    for downsample in (2, 4):
-        model = build_model(ModelParams(**TINY_CRNN, downsample=downsample), TrainParams(), 32, 5)
-        assert model.predict_on_batch(np.zeros((1, 32, 64), np.float32)).shape == (1, 64 // downsample, 6)
-        assert [len(steps) for steps in predict_lines(model, lines)] == [-(-40 // downsample), -(-90 // downsample)]
+    model = build_model(ModelParams(**TINY_CRNN, downsample=downsample, steps_per_column=steps_per_column),
+                        TrainParams(), 32, 5)
+    columns = downsample // steps_per_column
+    assert model.predict_on_batch(np.zeros((1, 32, 64), np.float32)).shape == (1, 64 // columns, 6)
+    assert [len(steps) for steps in predict_lines(model, lines)] == [-(-40 // columns), -(-90 // columns)]
+
+
+def test_line_model_params_are_checked():
     with pytest.raises(ValueError, match="model.downsample 4 needs 2 conv blocks"):
         ModelParams(kind="crnn", conv_filters=[8], downsample=4)
 
