@@ -1,5 +1,5 @@
-"""Model builders: small functions of their hyperparameters. Every model takes the flat
-(S*S,) float input in [0, 1] and returns logits; softmax is applied separately."""
+"""Model builders: small functions of their hyperparameters. The character models take the flat (S*S,)
+float input in [0, 1], the line model (H, W) lines; every model returns logits (softmax is applied separately)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,17 @@ def build_augmentation(rotation: float, shift: float, zoom: float, elastic: floa
                       stroke=stroke, blur=blur, contrast=contrast, resolution=resolution, name="augment")
 
 
+def conv_block(x: keras.KerasTensor, filters: int, kernel_size: int, convs: int, batch_norm: bool,
+               pool: tuple[int, int] = (2, 2)) -> keras.KerasTensor:
+    """One block of the CNN and the CRNN: `convs` conv(-batchnorm)-ReLU layers, then max-pooling by `pool`."""
+    for _ in range(convs):
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    return layers.MaxPooling2D(pool)(x)
+
+
 def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel_size: int = 3,
               convs_per_block: int = 2, batch_norm: bool = False, dense_units: int = 128, dropout: float = 0.0,
               augmentation: keras.layers.Layer | None = None) -> keras.Model:
@@ -155,12 +166,7 @@ def build_cnn(image_size: int, num_classes: int, conv_filters: list[int], kernel
     if augmentation is not None:
         x = augmentation(x)
     for filters in conv_filters:
-        for _ in range(convs_per_block):
-            x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm)(x)
-            if batch_norm:
-                x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-        x = layers.MaxPooling2D()(x)
+        x = conv_block(x, filters, kernel_size, convs_per_block, batch_norm)
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense_units, activation="relu")(x)
@@ -182,12 +188,8 @@ def build_crnn(height: int, num_characters: int, conv_filters: list[int], kernel
     inputs = keras.Input(shape=(height, None), name="line")
     x = layers.Reshape((height, -1, 1))(inputs)
     for block, filters in enumerate(conv_filters):
-        for _ in range(convs_per_block):
-            x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm)(x)
-            if batch_norm:
-                x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-        x = layers.MaxPooling2D((2, 2) if 2 ** block < downsample else (2, 1))(x)
+        pool = (2, 2) if 2 ** block < downsample else (2, 1)  # halve the width until it is divided by downsample
+        x = conv_block(x, filters, kernel_size, convs_per_block, batch_norm, pool)
     x = layers.Permute((2, 1, 3))(x)  # (N, W/downsample, height', filters): one step per column group
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
     x = layers.Dense(dense_units, activation="relu")(x)
