@@ -12,6 +12,7 @@ from mlflow.types import Schema, TensorSpec
 
 from neurodigits import NeuroDigitsError
 from neurodigits.inference import TFLITE_FILE, TFLitePredictor
+from neurodigits.models import load_model
 from neurodigits.preprocess import line_widths
 
 KERAS_FILE, SAVED_MODEL_DIR = "model.keras", "saved_model"
@@ -34,7 +35,7 @@ def write_formats(model: keras.Model, directory: Path) -> None:
 def format_logits(directory: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     """Logits of every exported format on `x`, each loaded back from disk."""
     saved_model = tf.saved_model.load(str(directory / SAVED_MODEL_DIR))
-    model = keras.saving.load_model(directory / KERAS_FILE)
+    model = load_model(directory / KERAS_FILE)
     tflite = TFLitePredictor(directory / TFLITE_FILE)
     batches = [x[i:i + 1] for i in range(len(x))] if _one_line_at_a_time(model) else [x]
     return {

@@ -232,8 +232,9 @@ def inference_model(trained: keras.Model, model: ModelParams, train: TrainParams
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """A model saved by the train stage (importing this module registers its custom layers)."""
-    return keras.saving.load_model(path)
+    """A model saved by the train stage, for inference or as a parent (importing this module registers its
+    custom layers). Not compiled: training compiles its own, with the loss and schedule its params ask for."""
+    return keras.saving.load_model(path, compile=False)
 
 
 def load_parent(path: str | Path) -> keras.Model:

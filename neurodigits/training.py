@@ -39,13 +39,22 @@ def learning_rate(params: TrainParams, steps_per_epoch: int) -> float | keras.op
     return params.learning_rate
 
 
+def ctc_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """keras.losses.CTC's loss per line (label rows padded with the blank, 0; every step of the logits counted),
+    by TensorFlow's C++ CTC kernel on sparse labels instead of its step-by-step dense implementation, which
+    Keras calls on dense labels: the same values, several times faster on CPU."""
+    labels = tf.sparse.from_dense(tf.cast(y_true, tf.int32))
+    steps = tf.fill(tf.shape(y_pred)[:1], tf.shape(y_pred)[1])
+    return tf.nn.ctc_loss(labels, y_pred, None, steps, logits_time_major=False, blank_index=0)
+
+
 def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int) -> None:
     """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference; a line model (crnn)
     on the CTC loss, one batch per call (its batches differ in width)."""
     lines = model.name == "crnn"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(params, steps_per_epoch)),
-        loss=keras.losses.CTC() if lines else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=ctc_loss if lines else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=None if lines else ["accuracy"],
         steps_per_execution=1 if lines else params.steps_per_execution,
     )

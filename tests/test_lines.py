@@ -25,7 +25,7 @@ from neurodigits.evaluation import character_alignment, new_text, read_lines, te
 from neurodigits.inference import ctc_greedy
 from neurodigits.net import free_port
 from neurodigits.page import find_lines
-from neurodigits.params import DataParams, ModelParams, parse_params
+from neurodigits.params import DataParams, ModelParams, TrainParams, parse_params
 from neurodigits.preprocess import ink_map, line_image
 from neurodigits.synth import text_page
 
@@ -46,6 +46,30 @@ def test_ctc_greedy_collapses_repeats_and_drops_blanks():
     assert ctc_greedy(logits_for([0, 0, 0]), classes) == [("", 1.0)]
     text, confidence = ctc_greedy(logits_for([2, 0, 3]), classes)[0]
     assert text == "bc" and confidence == pytest.approx(math.exp(5) / (math.exp(5) + 3))
+
+
+def test_ctc_loss_is_kerass_ctc_loss_by_the_faster_kernel():
+    import keras  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from neurodigits.training import ctc_loss  # noqa: PLC0415
+
+    # two steps, blank and "a" equally likely at each: "a" is read by a-a, a-blank and blank-a, p = 3/4
+    assert float(ctc_loss(tf.constant([[1]]), tf.zeros((1, 2, 2)))[0]) == pytest.approx(-math.log(3 / 4), abs=1e-6)
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=(6, 30, 8)), tf.float32)
+    labels = np.zeros((6, 9), np.int64)
+    for row, length in enumerate([9, 1, 5, 3, 7, 2]):
+        labels[row, :length] = rng.integers(1, 8, length)
+    labels[0, 1] = labels[0, 0]  # a repeated character
+    losses, gradients = [], []
+    for loss in (ctc_loss, keras.losses.CTC(reduction=None)):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            losses.append(loss(tf.constant(labels), logits))
+        gradients.append(tape.gradient(losses[-1], logits).numpy())
+    np.testing.assert_allclose(losses[0].numpy(), losses[1].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(gradients[0], gradients[1], atol=1e-5)
 
 
 def test_cer_and_wer_on_known_strings():
@@ -290,7 +314,6 @@ def test_find_lines_joins_dots_and_marks_to_the_nearest_line():
 
 
 def test_line_batches_are_seeded_width_sorted_and_augmented_within_ctc_limits():
-    from neurodigits.params import TrainParams  # noqa: PLC0415
     from neurodigits.training import LineBatches, ctc_steps, warp_line  # noqa: PLC0415
 
     params = DataParams(source="synthetic-lines", synthetic_lines=60)
@@ -317,7 +340,6 @@ def test_line_model_steps_follow_model_downsample(downsample, steps_per_column):
     """model.downsample / model.steps_per_column set the pixel columns per CTC step; predict_lines keeps each
     line's own steps."""
     from neurodigits.models import build_model  # noqa: PLC0415
-    from neurodigits.params import ModelParams, TrainParams  # noqa: PLC0415
     from neurodigits.training import predict_lines  # noqa: PLC0415
 
     lines = np.zeros((2, 32, 96), np.uint8)
@@ -336,7 +358,6 @@ def test_line_model_params_are_checked():
 
 def test_line_model_training_is_bit_identical_for_the_same_params():
     from neurodigits.models import build_model  # noqa: PLC0415
-    from neurodigits.params import ModelParams, TrainParams  # noqa: PLC0415
     from neurodigits.training import fit, set_determinism, weights_sha256  # noqa: PLC0415
 
     params = DataParams(source="synthetic-lines", synthetic_lines=40)
