@@ -43,7 +43,8 @@ def main() -> None:
                       "range": [0.0, 1.0], "polarity": "bright ink on dark",
                       "layout": f"a text line {size} px high, any width (a multiple of 4)" if lines else
                       f"{size}x{size} image flattened row-major"},
-            "output": ("logits per 4 columns over the CTC blank (index 0) and the classes (index i: classes[i-1])"
+            "output": (f"logits per {params.model.downsample // params.model.steps_per_column} columns over the CTC "
+                       "blank (index 0) and the classes (index i: classes[i-1])"
                        if lines else "logits (apply softmax for probabilities)"),
             "image_size": size,
             "classes": data.classes,

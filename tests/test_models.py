@@ -192,3 +192,18 @@ def test_short_cnn_run_through_the_pipeline_beats_chance(tmp_path: Path):
     assert metrics["test"]["accuracy"] > 0.5  # chance is 0.1
     metadata = json.loads((project / "models/export/metadata.json").read_text())
     assert metadata["model_kind"] == "cnn" and max(metadata["parity"].values()) <= 1e-4
+
+
+def test_export_parity_tolerance_is_relative_to_the_largest_logit():
+    from neurodigits import NeuroDigitsError  # noqa: PLC0415
+    from neurodigits.export import check_parity  # noqa: PLC0415
+
+    large = np.array([[30.0, -5.0], [-2.0, 12.0]])
+    assert check_parity(large, {"tflite": large + 2e-3}, 1e-4) == {"tflite_max_logit_diff": pytest.approx(2e-3)}
+    with pytest.raises(NeuroDigitsError, match=r"max logit diff 4\.00e-03 > export.logits_tolerance 0.0001 x"):
+        check_parity(large, {"tflite": large + 4e-3}, 1e-4)
+    small = np.array([[0.5, -0.2]])  # logits under 1: the tolerance is absolute
+    with pytest.raises(NeuroDigitsError, match="max logit diff 2.00e-04"):
+        check_parity(small, {"saved_model": small + 2e-4}, 1e-4)
+    with pytest.raises(NeuroDigitsError, match="1 different predictions"):
+        check_parity(small, {"keras": small[:, ::-1]}, 1e-4)
