@@ -12,7 +12,9 @@ Train the models first with the presets (`neurodigits presets` prints the comman
 - `--pages` pages of 3-6 of those lines set as a paragraph (synth.text_page: margins, indentation,
   uneven spacing, grey paper, noise), read end to end by `read`'s read_text_page and scored by CER of
   the page's text against the truth (a missed or split line counts as errors), next to the line CER of
-  the same lines.
+  the same lines;
+- each model's CER by how densely its lines are written: model steps (CTC time steps) per character of
+  the transcription, where CTC's alignment gets tight below two.
 The writers are disjoint, the texts are not: most test lines repeat a transcription of the training split
 (the collection's prompts). Every reader's CER is also given on the sample's lines whose text no training
 line has (`cer_new_text`), the figure for text a model has never been trained on.
@@ -61,6 +63,25 @@ def read_with_model(reader: LineReader, grays: list[np.ndarray]) -> tuple[list[s
     started = time.perf_counter()
     texts = [reader.read([line_image(gray, reader.image_size, 4096)])[0][0] for gray in grays]
     return texts, 1000 * (time.perf_counter() - started) / len(grays)
+
+
+def steps_per_character(reader: LineReader, grays: list[np.ndarray], truth: list[str]) -> np.ndarray:
+    """Model steps (the pixel columns of each line `read` makes, over the columns per step) per character."""
+    probe = np.zeros((1, reader.image_size, 64), np.float32)
+    columns = 64 // reader.predictor.logits(probe).shape[-2]
+    widths = np.array([line_image(gray, reader.image_size, 4096).shape[1] for gray in grays])
+    return np.ceil(widths / columns) / np.maximum(1, [len(t) for t in truth])
+
+
+def cer_by_density(truth: list[str], texts: list[str], density: np.ndarray) -> pd.DataFrame:
+    """CER of the lines in each band of model steps per character."""
+    bands = pd.cut(density, [0, 2, 3, 4, 6, np.inf], right=False,
+                   labels=["under 2", "2 to 3", "3 to 4", "4 to 6", "6 or more"])
+    rows = [{"steps per character": band, "lines": int(mask.sum()),
+             "characters": sum(len(t) for t, m in zip(truth, mask) if m),
+             "cer": text_metrics(truth, texts, mask)["cer"] if mask.any() else None}
+            for band in bands.categories for mask in [np.asarray(bands == band)]]
+    return pd.DataFrame(rows)
 
 
 def read_with_tesseract(files: list[Path]) -> tuple[list[str], float]:
@@ -113,18 +134,21 @@ def main() -> None:
             raise SystemExit(f"{export}: not a line model's export")
         texts, ms = read_with_model(reader, grays)
         pages, page, lines = read_pages(reader, grays, truth, args.pages, np.random.default_rng(args.seed))
-        rows.append({"reader": name, **scores(truth, texts, unseen), "ms_per_line": round(ms, 2), **pages})
+        density = cer_by_density(truth, texts, steps_per_character(reader, grays, truth))
+        rows.append({"reader": name, **scores(truth, texts, unseen), "ms_per_line": round(ms, 2), **pages,
+                     "cer_by_steps_per_character": density.to_dict(orient="records")})
         RESULTS.mkdir(exist_ok=True)
         with atomic_path(RESULTS / "lines_page.png") as tmp:
             annotate(page, ((line.box, line.text, line.confidence) for line in lines)).save(tmp, format="PNG")
-        print(f"  {name}: CER {rows[-1]['cer']:.2%}, page CER {pages['page_cer']:.2%}", flush=True)
+        print(f"  {name}: CER {rows[-1]['cer']:.2%}, page CER {pages['page_cer']:.2%}; by model steps per "
+              f"character:\n{density.to_markdown(index=False, floatfmt='.4f')}", flush=True)
     if shutil.which("tesseract"):
         texts, ms = read_with_tesseract(files)
         version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
         rows.append({"reader": f"{version} --psm 7", **scores(truth, texts, unseen), "ms_per_line": round(ms, 2)})
     else:
         print("tesseract not installed (apt-get install tesseract-ocr): its row is left out")
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).drop(columns="cer_by_steps_per_character", errors="ignore")
     print(table.to_markdown(index=False, floatfmt=".4f"))
     write_json(RESULTS / "lines.json", {"lines": len(truth), "new_text_lines": int(unseen.sum()),
                                         "data": str(args.data), "rows": rows})
