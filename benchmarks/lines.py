@@ -41,6 +41,7 @@ from neurodigits.page import annotate, read_text_page
 from neurodigits.preprocess import line_image, read_grayscale
 from neurodigits.synth import text_page
 
+MAX_WIDTH = 4096  # line_image width cap for every line this benchmark reads
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -61,7 +62,7 @@ def scores(truth: list[str], texts: list[str], new: np.ndarray) -> dict:
 def read_with_model(reader: LineReader, grays: list[np.ndarray]) -> tuple[list[str], float]:
     """What `read` makes of each line image, and the mean milliseconds per line."""
     started = time.perf_counter()
-    texts = [reader.read([line_image(gray, reader.image_size, 4096)])[0][0] for gray in grays]
+    texts = [reader.read([line_image(gray, reader.image_size, MAX_WIDTH)])[0][0] for gray in grays]
     return texts, 1000 * (time.perf_counter() - started) / len(grays)
 
 
@@ -69,7 +70,7 @@ def steps_per_character(reader: LineReader, grays: list[np.ndarray], truth: list
     """Model steps (the pixel columns of each line `read` makes, over the columns per step) per character."""
     probe = np.zeros((1, reader.image_size, 64), np.float32)
     columns = 64 // reader.predictor.logits(probe).shape[-2]
-    widths = np.array([line_image(gray, reader.image_size, 4096).shape[1] for gray in grays])
+    widths = np.array([line_image(gray, reader.image_size, MAX_WIDTH).shape[1] for gray in grays])
     return np.ceil(widths / columns) / np.maximum(1, [len(t) for t in truth])
 
 
@@ -103,7 +104,7 @@ def read_pages(reader: LineReader, grays: list[np.ndarray], truth: list[str], pa
         page_truth.append("\n".join(truth[i] for i in chosen))
         page_read.append("\n".join(line.text for line in lines))
         line_truth += [truth[i] for i in chosen]
-        line_read += [reader.read([line_image(grays[i], reader.image_size, 4096)])[0][0] for i in chosen]
+        line_read += [reader.read([line_image(grays[i], reader.image_size, MAX_WIDTH)])[0][0] for i in chosen]
     chars = sum(Levenshtein.distance(t, r) for t, r in zip(page_truth, page_read))
     return ({"page_cer": round(chars / sum(len(t) for t in page_truth), 6),
              "same_lines_cer": text_metrics(line_truth, line_read)["cer"], "pages": pages}, page, lines)
