@@ -15,6 +15,7 @@ from rapidfuzz.distance import Levenshtein  # noqa: E402
 from scipy.special import log_softmax  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_fscore_support  # noqa: E402
 
+from neurodigits.decoding import Decoder  # noqa: E402
 from neurodigits.io import atomic_path  # noqa: E402
 
 MISSING, EXTRA = "(missing)", "(extra)"  # the other side of a dropped or an added character
@@ -64,12 +65,12 @@ def new_text(texts: list[str], trained: list[str]) -> np.ndarray:
     return np.array([text not in seen for text in texts], dtype=bool)
 
 
-def read_lines(model, x: np.ndarray, classes: list[str]) -> list[str]:
-    """A line model's greedy reading of uint8 (N, H, W) lines."""
-    from neurodigits.inference import ctc_greedy  # noqa: PLC0415
+def read_lines(model, x: np.ndarray, decoders: list[Decoder]) -> list[list[str]]:
+    """A line model's reading of uint8 (N, H, W) lines by each decoder: the model runs once."""
     from neurodigits.training import predict_lines  # noqa: PLC0415 - TensorFlow: only line evaluation needs it
 
-    return [ctc_greedy(logits[None], classes)[0][0] for logits in predict_lines(model, x)]
+    logits = predict_lines(model, x)
+    return [[decoder.read(line)[0] for line in logits] for decoder in decoders]
 
 
 def character_alignment(truth: list[str], predicted: list[str]) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from neurodigits import NeuroDigitsError
+from neurodigits.decoding import Decoder
 from neurodigits.preprocess import LINE_WIDTH_STEP, line_steps, to_model_input
 
 EXPORT_DIR = Path("models") / "export"
@@ -37,25 +38,6 @@ def trained_on_preprocessed(metadata: dict) -> bool:
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-def ctc_kept(symbols: np.ndarray) -> np.ndarray:
-    """Which of a line's per-column best symbols (index 0 the CTC blank) its text keeps: repeats collapsed,
-    blanks dropped."""
-    return (symbols != 0) & np.concatenate([[True], symbols[1:] != symbols[:-1]])
-
-
-def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]]:
-    """Per-column logits (N, T, characters + 1; index 0 the CTC blank) -> (text, confidence) per line: the most
-    likely symbol per column, repeats collapsed, blanks dropped. Confidence: the lowest probability among the
-    characters read (1.0 for an empty line), which flags the one doubtful character."""
-    probabilities = softmax(np.asarray(logits, dtype=np.float64))
-    best, best_p = probabilities.argmax(-1), probabilities.max(-1)
-    out = []
-    for symbols, p in zip(best, best_p):
-        keep = ctc_kept(symbols)
-        out.append(("".join(classes[i - 1] for i in symbols[keep]), float(p[keep].min()) if keep.any() else 1.0))
-    return out
 
 
 @contextlib.contextmanager
@@ -130,13 +112,15 @@ class TFLiteClassifier:
 
 
 class LineReader:
-    """A line model's TFLite export: text line images -> (text, confidence), with the line height and the
-    characters from its metadata.json."""
+    """A line model's TFLite export: text line images -> (text, confidence), with the line height, the
+    characters and the decoder (greedy, or a beam search with the language model beside it) from its
+    metadata.json."""
 
     def __init__(self, path: Path, metadata: dict, num_threads: int | None = None) -> None:
         self.source = str(path)
         self.predictor = TFLitePredictor(path, num_threads)
         self.image_size, self.classes = int(metadata["image_size"]), [str(c) for c in metadata["classes"]]
+        self.decoder = Decoder.for_export(Path(path).parent, metadata)
 
     def read(self, lines: list[np.ndarray]) -> list[tuple[str, float]]:
         """uint8 (height, W) lines, as `preprocess.line_image` gives them -> (text, confidence) per line."""
@@ -145,7 +129,7 @@ class LineReader:
             width = -(-line.shape[1] // LINE_WIDTH_STEP) * LINE_WIDTH_STEP  # as the line was batched in training
             x = np.zeros((1, self.image_size, width), dtype=np.float32)
             x[0, :, :line.shape[1]] = line / 255.0
-            out += ctc_greedy(line_steps(self.predictor.logits(x), width, line.shape[1]), self.classes)
+            out.append(self.decoder.read(line_steps(self.predictor.logits(x), width, line.shape[1])[0]))
         return out
 
 

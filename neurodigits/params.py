@@ -164,6 +164,13 @@ class EvaluateParams(_Section):
     gallery_size: int = Field(64, ge=1, le=400)
 
 
+class DecodeParams(_Section):
+    beam_width: int = Field(16, ge=1, le=256)
+    lm_order: int = Field(9, ge=0, le=16)
+    lm_weight: float = Field(1.0, ge=0)
+    insertion_bonus: float = 1.5
+
+
 class ExportParams(_Section):
     logits_tolerance: float = Field(1e-4, gt=0)
 
@@ -195,6 +202,7 @@ class Params(_Section):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    decode: DecodeParams = DecodeParams()
     export: ExportParams = ExportParams()
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()

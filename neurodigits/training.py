@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from neurodigits import interrupts
 from neurodigits.data.dataset import DOWNSAMPLE
-from neurodigits.inference import ctc_kept
+from neurodigits.decoding import ctc_kept
 from neurodigits.params import TrainParams
 from neurodigits.preprocess import LINE_WIDTH_STEP, line_steps, line_widths, pad_lines
 

@@ -9,6 +9,7 @@ import pandas as pd
 from neurodigits import evaluation, tracking
 from neurodigits.data import Prepared, load_prepared
 from neurodigits.data.dataset import decode_labels
+from neurodigits.decoding import Decoder
 from neurodigits.inference import softmax
 from neurodigits.io import write_json, write_text
 from neurodigits.models import load_model
@@ -38,12 +39,15 @@ def log_reports(params: Params, metrics: dict) -> None:
 
 
 def evaluate_lines(params: Params, data: Prepared, model: keras.Model) -> None:
-    """A line model: CER, WER and exact lines on the held-out lines (and training lines), characters aligned
-    for the confusion matrix and per-character scores, the worst lines as a gallery."""
+    """A line model: CER, WER and exact lines on the held-out lines (and training lines), read by the decoder
+    of params.decode (its language model counted over the training transcriptions) and greedily, characters
+    aligned for the confusion matrix and per-character scores, the worst lines as a gallery."""
     truth = {"test": decode_labels(data.y_test, data.classes), "train": decode_labels(data.y_train, data.classes)}
-    read = {"test": evaluation.read_lines(model, data.x_test, data.classes),
-            "train": evaluation.read_lines(model, data.x_train, data.classes)}
+    decoder = Decoder.from_params(params.decode.model_dump(), data.classes, truth["train"])
+    read = {"train": evaluation.read_lines(model, data.x_train, [decoder])[0]}
+    read["test"], greedy = evaluation.read_lines(model, data.x_test, [decoder, Decoder(data.classes)])
     metrics = {split: evaluation.text_metrics(truth[split], read[split]) for split in ("test", "train")}
+    metrics["test_greedy"] = evaluation.text_metrics(truth["test"], greedy)  # the line model alone
     new_text = evaluation.new_text(truth["test"], truth["train"])
     masks = evaluation.subset_masks(data.meta, data.quality_test) | ({"new_text": new_text} if new_text.any() else {})
     for name, mask in masks.items():

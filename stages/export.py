@@ -1,4 +1,5 @@
-"""export: .keras, SavedModel and TFLite with a parity check, then log and register in MLflow."""
+"""export: .keras, SavedModel and TFLite with a parity check (a line model: and its decoder's language model),
+then log and register in MLflow."""
 
 from importlib.metadata import version
 
@@ -7,6 +8,8 @@ import mlflow
 
 from neurodigits import tracking
 from neurodigits.data import load_prepared
+from neurodigits.data.dataset import decode_labels
+from neurodigits.decoding import LM_FILE
 from neurodigits.export import (
     check_parity,
     format_logits,
@@ -16,7 +19,7 @@ from neurodigits.export import (
     write_formats,
 )
 from neurodigits.inference import METADATA_FILE, TFLITE_FILE
-from neurodigits.io import atomic_path, write_json
+from neurodigits.io import atomic_path, write_json, write_text
 from neurodigits.models import inference_model, load_model
 from neurodigits.preprocess import to_model_input
 from stages import EXPORT_DIR, MODEL_FILE, PREPARED_DIR, load_stage_params, read_run, run_stage
@@ -60,6 +63,9 @@ def main() -> None:
         mlflow.log_metrics(parity)
         mlflow.log_artifact(str(tmp / TFLITE_FILE), "export")
         mlflow.log_artifact(str(tmp / METADATA_FILE), "export")
+        if lines and params.decode.lm_order:  # the decoder's language model: what it counts, beside the model
+            write_text(tmp / LM_FILE, "\n".join(decode_labels(data.y_train, data.classes)))
+            mlflow.log_artifact(str(tmp / LM_FILE), "export")
         served = probability_model(model)
         mlflow.set_tag(tracking.CLASSES_TAG, tracking.classes_key(data.classes))
         info = mlflow.tensorflow.log_model(

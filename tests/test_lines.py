@@ -21,8 +21,9 @@ from neurodigits import NeuroDigitsError
 from neurodigits.data import load_datasets, prepare
 from neurodigits.data.dataset import ctc_fits, decode_labels, encode_texts, lines_report
 from neurodigits.data.lines import compose_line
+from neurodigits.decoding import LM_FILE, CharNgrams, Decoder, ctc_greedy
 from neurodigits.evaluation import character_alignment, new_text, read_lines, text_metrics
-from neurodigits.inference import ctc_greedy
+from neurodigits.inference import load_classifier
 from neurodigits.net import free_port
 from neurodigits.page import find_lines
 from neurodigits.params import DataParams, ModelParams, TrainParams, parse_params
@@ -46,6 +47,39 @@ def test_ctc_greedy_collapses_repeats_and_drops_blanks():
     assert ctc_greedy(logits_for([0, 0, 0]), classes) == [("", 1.0)]
     text, confidence = ctc_greedy(logits_for([2, 0, 3]), classes)[0]
     assert text == "bc" and confidence == pytest.approx(math.exp(5) / (math.exp(5) + 3))
+
+
+def test_beam_search_reads_the_most_likely_text_where_greedy_reads_the_most_likely_path():
+    # two steps, blank 0.6 and "a" 0.4 at each: the best path is blank-blank (""), but "a" has three paths,
+    # 0.4 * 0.4 + 0.4 * 0.6 + 0.6 * 0.4 = 0.64 against 0.36
+    logits = np.log([[0.6, 0.4], [0.6, 0.4]])
+    assert Decoder(["a"]).read(logits)[0] == ""
+    text, confidence = Decoder(["a"], beam_width=4).read(logits)
+    assert text == "a" and confidence == pytest.approx(0.64)
+    # a repeat reads as two characters only with a blank between them
+    assert Decoder(["a", "b"], beam_width=8).read(logits_for([1, 1, 0, 1, 2], 3)[0])[0] == "aab"
+
+
+def test_language_model_probabilities_sum_to_one_and_favour_what_it_counted():
+    classes = list(" abcot")
+    lm = CharNgrams(["a cat", "a cot", "a cat"], classes, order=3)
+    for context in ("", "a", "a c", "a ca", "tt", "oo"):  # seen contexts and unseen ones
+        assert sum(math.exp(p) for p in lm.logprobs(context)) == pytest.approx(1.0)
+    after = dict(zip(classes + ["<end>"], lm.logprobs("a c")))
+    assert after["a"] > after["o"] > after["b"]  # counted twice, once, never
+    assert dict(zip(classes + ["<end>"], lm.logprobs("a cat")))["<end>"] > math.log(0.5)
+
+
+def test_language_model_decides_what_the_line_model_leaves_open():
+    classes = list(" acot")
+    # c, then a or o nearly equally likely (o a little more), then t: greedy reads "cot"
+    steps = [[0.05, 0, 0.05, 0.9, 0, 0], [0.9, 0, 0, 0, 0.1, 0], [0.1, 0, 0.44, 0, 0.46, 0], [0.9, 0, 0, 0, 0, 0.1],
+             [0.05, 0, 0, 0, 0, 0.95]]
+    logits = np.log(np.array(steps) + 1e-6)
+    assert Decoder(classes).read(logits)[0] == "cot"
+    decode = {"beam_width": 8, "lm_order": 3, "lm_weight": 1.0, "insertion_bonus": 0.0}
+    assert Decoder.from_params(decode, classes, ["a cat", "cat", "cat"]).read(logits)[0] == "cat"
+    assert Decoder.from_params(decode | {"lm_order": 0}, classes, ["cat"]).read(logits)[0] == "cot"  # no LM
 
 
 def test_ctc_loss_is_kerass_ctc_loss_by_the_faster_kernel():
@@ -212,8 +246,8 @@ def line_project(tmp_path_factory):
 def test_line_model_pipeline_end_to_end(line_project):
     """CER/WER metrics, the worst-lines gallery, aligned characters, an export with parity, a registered model."""
     metrics = json.loads((line_project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"test", "train", "test_new_text"}
-    assert {"cer", "wer", "line_accuracy"} <= set(metrics["test"])
+    assert set(metrics) == {"test", "train", "test_new_text", "test_greedy"}  # test_greedy: the model alone
+    assert {"cer", "wer", "line_accuracy"} <= set(metrics["test"]) and metrics["test_greedy"]["n"] == 16
     assert metrics["test"]["n"] == 16 and 0 < metrics["test_new_text"]["n"] <= 16  # numbers no training line has
     assert (line_project / "reports" / "plots" / "misclassified.png").stat().st_size > 1000
     history = (line_project / "reports" / "history.csv").read_text().splitlines()
@@ -221,6 +255,12 @@ def test_line_model_pipeline_end_to_end(line_project):
     metadata = json.loads((line_project / "models" / "export" / "metadata.json").read_text())
     assert metadata["task"] == "lines" and metadata["image_size"] == 32
     assert metadata["classes"] == [" ", *"0123456789"] and max(metadata["parity"].values()) < 1e-4
+    # the decoder read goes with the export: its params and the transcriptions its language model counts
+    assert metadata["params"]["decode"]["beam_width"] > 1 and metadata["params"]["decode"]["lm_order"] > 0
+    corpus = (line_project / "models" / "export" / LM_FILE).read_text().split("\n")
+    assert len(corpus) == json.loads((line_project / "reports" / "data.json").read_text())["train"]["n"]
+    reader = load_classifier(line_project / "models" / "export")
+    assert reader.decoder.beam_width > 1 and reader.decoder.language_model is not None
     confusion = (line_project / "reports" / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) > 50
     versions = run([sys.executable, "-c", "import mlflow; from neurodigits import tracking; "
@@ -374,6 +414,6 @@ def test_line_model_training_is_bit_identical_for_the_same_params():
     assert trained()[0] == first
     # the per-epoch CER (on the training lines here: all 40 < TRACKED_LINES) is the evaluation's CER
     truth = decode_labels(prepared.y_train, prepared.classes)
-    read = read_lines(model, prepared.x_train, prepared.classes)
+    read = read_lines(model, prepared.x_train, [Decoder(prepared.classes)])[0]
     assert history.columns.tolist() == ["epoch", "loss", "cer"]
     assert history["cer"].iloc[-1] == pytest.approx(text_metrics(truth, read)["cer"], abs=1e-6)

@@ -1,0 +1,154 @@
+"""CTC decoding of a line model's per-step logits (index 0 the CTC blank, index i classes[i-1]) into text:
+greedy, or a prefix beam search guided by a character n-gram language model counted over the training
+transcriptions (Hannun et al. 2014, "First-pass large vocabulary continuous speech recognition using
+bi-directional recurrent DNNs"; interpolated Kneser-Ney smoothing, Chen & Goodman 1998)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.special import log_softmax
+
+LM_FILE = "language_model.txt"  # an export's training transcriptions, one per line: its language model's counts
+LINE_START = "\n"  # the context before a line's first character (never in a transcription)
+NEGLIGIBLE = -1e30  # log 0
+MIN_LOG_PROB = math.log(3e-4)  # symbols less likely than this at a step are not followed by the beam search
+
+
+def ctc_kept(symbols: np.ndarray) -> np.ndarray:
+    """Which of a line's per-column best symbols (index 0 the CTC blank) its text keeps: repeats collapsed,
+    blanks dropped."""
+    return (symbols != 0) & np.concatenate([[True], symbols[1:] != symbols[:-1]])
+
+
+def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]]:
+    """Per-column logits (N, T, characters + 1) -> (text, confidence) per line: the most likely symbol per
+    column, repeats collapsed, blanks dropped. Confidence: the lowest probability among the characters read
+    (1.0 for an empty line), which flags the one doubtful character."""
+    probabilities = np.exp(log_softmax(np.asarray(logits, dtype=np.float64), axis=-1))
+    best, best_p = probabilities.argmax(-1), probabilities.max(-1)
+    out = []
+    for symbols, p in zip(best, best_p):
+        keep = ctc_kept(symbols)
+        out.append(("".join(classes[i - 1] for i in symbols[keep]), float(p[keep].min()) if keep.any() else 1.0))
+    return out
+
+
+class CharNgrams:
+    """A character n-gram language model over lines of text: log P(next symbol | the previous order - 1
+    characters) for each class and, last, the end of the line; interpolated Kneser-Ney smoothing, so a
+    character sequence never seen in the corpus keeps a share of the probability."""
+
+    def __init__(self, texts: Sequence[str], classes: list[str], order: int, discount: float = 0.75) -> None:
+        self.order, self.discount, self.size = order, discount, len(classes) + 1
+        index = {c: i for i, c in enumerate(classes)}
+        counts: list[dict[str, Counter]] = [defaultdict(Counter) for _ in range(order)]  # by context length
+        for text in texts:
+            padded = LINE_START * (order - 1) + text
+            for k, symbol in enumerate([index[c] for c in text] + [len(classes)]):
+                history = padded[k:k + order - 1]
+                for n in range(order):
+                    counts[n][history[len(history) - n:]][symbol] += 1
+        # Lower orders count in how many contexts a symbol follows them (Kneser-Ney's continuation counts).
+        self.tables = [{} for _ in range(order)]
+        self.tables[-1] = dict(counts[-1])
+        for n in range(order - 1):
+            continuations: dict[str, Counter] = defaultdict(Counter)
+            for context, symbols in counts[n + 1].items():
+                continuations[context[1:]].update(symbols.keys())
+            self.tables[n] = dict(continuations)
+        self._cache: dict[str, list[float]] = {}
+
+    def logprobs(self, text: str) -> list[float]:
+        """log P(each class, then the end of the line | a line that so far reads `text`)."""
+        context = (LINE_START * (self.order - 1) + text)[len(text):]  # the last order - 1 characters
+        if context not in self._cache:
+            p = np.full(self.size, 1.0 / self.size)
+            for n in range(self.order):
+                table = self.tables[n].get(context[len(context) - n:])
+                if table is None:  # an unseen context: no longer one is seen either
+                    break
+                total = sum(table.values())
+                p *= self.discount * len(table) / total
+                for symbol, count in table.items():
+                    p[symbol] += (count - self.discount) / total
+            self._cache[context] = np.log(p).tolist()
+        return self._cache[context]
+
+
+def _add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b))."""
+    if a < b:
+        a, b = b, a
+    return a if b <= NEGLIGIBLE else a + math.log1p(math.exp(b - a))
+
+
+@dataclass
+class Decoder:
+    """Reads a line's logits: greedy when beam_width is 1, else a prefix beam search that adds lm_weight x
+    the language model's log-probability and insertion_bonus for each character it reads."""
+
+    classes: list[str]
+    beam_width: int = 1
+    language_model: CharNgrams | None = None
+    lm_weight: float = 0.0
+    insertion_bonus: float = 0.0
+
+    @classmethod
+    def from_params(cls, decode: dict, classes: list[str], texts: Sequence[str] | None) -> Decoder:
+        """The decoder `params.decode` describes (a mapping), its language model counted over `texts`."""
+        beam = decode["beam_width"] > 1
+        lm = CharNgrams(texts, classes, decode["lm_order"]) if beam and texts and decode["lm_order"] else None
+        return cls(classes, decode["beam_width"], lm, decode["lm_weight"] if lm else 0.0, decode["insertion_bonus"])
+
+    @classmethod
+    def for_export(cls, folder: Path, metadata: dict) -> Decoder:
+        """The decoder an export was evaluated with: its params' decode section and LM_FILE (greedy when an
+        older export has neither)."""
+        classes = [str(c) for c in metadata["classes"]]
+        decode = metadata.get("params", {}).get("decode")
+        if decode is None:
+            return cls(classes)
+        lm_file = folder / LM_FILE
+        texts = lm_file.read_text(encoding="utf-8").split("\n") if lm_file.is_file() else None
+        return cls.from_params(decode, classes, texts)
+
+    def read(self, logits: np.ndarray) -> tuple[str, float]:
+        """One line's (T, characters + 1) logits -> (text, confidence). The beam search's confidence is the
+        text's share of the probability of the texts left in the beam."""
+        if self.beam_width == 1:
+            return ctc_greedy(logits[None], self.classes)[0]
+        lm, weight, bonus = self.language_model, self.lm_weight, self.insertion_bonus
+        index = {c: i for i, c in enumerate(self.classes)}
+        beams: dict[str, list[float]] = {"": [0.0, NEGLIGIBLE]}  # text -> log p (ending in a blank, in a character)
+        for row in log_softmax(np.asarray(logits, dtype=np.float64), axis=-1):
+            symbols = np.flatnonzero(row > MIN_LOG_PROB).tolist()
+            steps = row[symbols].tolist()
+            extended: dict[str, list[float]] = defaultdict(lambda: [NEGLIGIBLE, NEGLIGIBLE])
+            for text, (blank, char) in beams.items():
+                total = _add(blank, char)
+                last = index[text[-1]] + 1 if text else -1
+                scores = lm.logprobs(text) if lm is not None else None
+                for symbol, step in zip(symbols, steps):
+                    if symbol == 0:
+                        entry = extended[text]
+                        entry[0] = _add(entry[0], total + step)
+                        continue
+                    gain = step + bonus + (weight * scores[symbol - 1] if scores is not None else 0.0)
+                    entry = extended[text + self.classes[symbol - 1]]
+                    if symbol == last:  # a repeat reads as a new character only after a blank
+                        entry[1] = _add(entry[1], blank + gain)
+                        same = extended[text]
+                        same[1] = _add(same[1], char + step)
+                    else:
+                        entry[1] = _add(entry[1], total + gain)
+            beams = dict(sorted(extended.items(), key=lambda kv: -_add(*kv[1]))[:self.beam_width])
+        final = {text: _add(*scores) + (weight * lm.logprobs(text)[-1] if lm is not None else 0.0)
+                 for text, scores in beams.items()}
+        best = max(final, key=final.get)
+        return best, float(1.0 / sum(math.exp(score - final[best]) for score in final.values()))
