@@ -6,8 +6,10 @@
 Train the models first with the presets (`neurodigits presets` prints the commands), e.g.
 `dvc exp run <the lines preset's -S ...>`; each export folder is then scored here on the same lines:
 - a seeded sample of `--limit` test-split lines (writers never seen in training), each read exactly as
-  `read` does (preprocess.line_image, then the TFLite LineReader, greedy CTC decoding): CER, WER, lines
-  read exactly, and milliseconds per line (preprocessing included, one line per call, one thread);
+  `read` does (preprocess.line_image, the TFLite LineReader, then the export's decoder: params.decode's beam
+  search with the character language model of the training transcriptions): CER, WER, lines read exactly,
+  and milliseconds per line (preprocessing and decoding included, one line per call, one thread); a model
+  whose decoder is a beam search is also read greedily (`NAME, greedy`): the line model alone;
 - Tesseract 5 (Debian `tesseract-ocr`, `--psm 7`: one line of text) on the same original images;
 - `--pages` pages of 3-6 of those lines set as a paragraph (synth.text_page: margins, indentation,
   uneven spacing, grey paper, noise), read end to end by `read`'s read_text_page and scored by CER of
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
+from neurodigits.decoding import Decoder
 from neurodigits.evaluation import new_text, text_metrics
 from neurodigits.inference import LineReader, load_classifier
 from neurodigits.io import atomic_path, write_json
@@ -138,6 +141,10 @@ def main() -> None:
         density = cer_by_density(truth, texts, steps_per_character(reader, grays, truth))
         rows.append({"reader": name, **scores(truth, texts, unseen), "ms_per_line": round(ms, 2), **pages,
                      "cer_by_steps_per_character": density.to_dict(orient="records")})
+        if reader.decoder.beam_width > 1:
+            reader.decoder = Decoder(reader.classes)
+            texts, ms = read_with_model(reader, grays)
+            rows.append({"reader": f"{name}, greedy", **scores(truth, texts, unseen), "ms_per_line": round(ms, 2)})
         RESULTS.mkdir(exist_ok=True)
         with atomic_path(RESULTS / "lines_page.png") as tmp:
             annotate(page, ((line.box, line.text, line.confidence) for line in lines)).save(tmp, format="PNG")

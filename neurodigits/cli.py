@@ -75,7 +75,7 @@ def _records(files: list[str], model: Classifier | LineReader, workers: int | No
 def _describe(record: dict) -> str:
     """A prediction record as one line of text."""
     if "text" in record:
-        return f"{record['file']}: {record['text']}  ({record['confidence']:.1%} sure of its least sure character)"
+        return f"{record['file']}: {record['text']}  ({record['confidence']:.1%} sure)"
     top = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in record["top"])
     return f"{record['file']}: {record['label']} ({record['probability']:.1%})  top-3: {top}"
 

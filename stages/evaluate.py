@@ -44,10 +44,12 @@ def evaluate_lines(params: Params, data: Prepared, model: keras.Model) -> None:
     aligned for the confusion matrix and per-character scores, the worst lines as a gallery."""
     truth = {"test": decode_labels(data.y_test, data.classes), "train": decode_labels(data.y_train, data.classes)}
     decoder = Decoder.from_params(params.decode.model_dump(), data.classes, truth["train"])
+    greedy = Decoder(data.classes)
     read = {"train": evaluation.read_lines(model, data.x_train, [decoder])[0]}
-    read["test"], greedy = evaluation.read_lines(model, data.x_test, [decoder, Decoder(data.classes)])
+    read["test"], read["test_greedy"] = evaluation.read_lines(model, data.x_test, [decoder, greedy])
     metrics = {split: evaluation.text_metrics(truth[split], read[split]) for split in ("test", "train")}
-    metrics["test_greedy"] = evaluation.text_metrics(truth["test"], greedy)  # the line model alone
+    if decoder.beam_width > 1:  # what the beam search and its language model add to the line model alone
+        metrics["test_greedy"] = evaluation.text_metrics(truth["test"], read["test_greedy"])
     new_text = evaluation.new_text(truth["test"], truth["train"])
     masks = evaluation.subset_masks(data.meta, data.quality_test) | ({"new_text": new_text} if new_text.any() else {})
     for name, mask in masks.items():

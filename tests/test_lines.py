@@ -238,7 +238,7 @@ def line_project(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("lines-project"),
                            data={"source": "synthetic-lines", "synthetic_lines": 80},
                            model={**TINY_CRNN, "steps_per_column": 2}, train={"epochs": 2, "batch_size": 16},
-                           tracking={"registered_model": "lines-test"})
+                           decode={"beam_width": 4}, tracking={"registered_model": "lines-test"})
     run(["dvc", "exp", "run"], project)
     return project
 

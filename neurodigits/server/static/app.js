@@ -81,7 +81,7 @@ async function send(blob, name) {
     errorEl.textContent = "";
     if (body.text !== undefined) {  // a line model read the whole drawing as text
       digitEl.textContent = body.text || "·";
-      probabilityEl.textContent = `${(100 * body.confidence).toFixed(1)}% sure of its least sure character`;
+      probabilityEl.textContent = `${(100 * body.confidence).toFixed(1)}% sure`;
       inputEl.src = body.input;
       inputEl.hidden = false;
       inputBoxEl.hidden = true;
