@@ -12,12 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import log_softmax
 
 LM_FILE = "language_model.txt"  # an export's training transcriptions, one per line: its language model's counts
 LINE_START = "\n"  # the context before a line's first character (never in a transcription)
 NEGLIGIBLE = -1e30  # log 0
 MIN_LOG_PROB = math.log(3e-4)  # symbols less likely than this at a step are not followed by the beam search
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float64 (numpy alone: `predict` and `read` start without SciPy)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def ctc_kept(symbols: np.ndarray) -> np.ndarray:
@@ -30,7 +36,7 @@ def ctc_greedy(logits: np.ndarray, classes: list[str]) -> list[tuple[str, float]
     """Per-column logits (N, T, characters + 1) -> (text, confidence) per line: the most likely symbol per
     column, repeats collapsed, blanks dropped. Confidence: the lowest probability among the characters read
     (1.0 for an empty line), which flags the one doubtful character."""
-    probabilities = np.exp(log_softmax(np.asarray(logits, dtype=np.float64), axis=-1))
+    probabilities = np.exp(log_softmax(logits))
     best, best_p = probabilities.argmax(-1), probabilities.max(-1)
     out = []
     for symbols, p in zip(best, best_p):
@@ -126,7 +132,7 @@ class Decoder:
         lm, weight, bonus = self.language_model, self.lm_weight, self.insertion_bonus
         index = {c: i for i, c in enumerate(self.classes)}
         beams: dict[str, list[float]] = {"": [0.0, NEGLIGIBLE]}  # text -> log p (ending in a blank, in a character)
-        for row in log_softmax(np.asarray(logits, dtype=np.float64), axis=-1):
+        for row in log_softmax(logits):
             symbols = np.flatnonzero(row > MIN_LOG_PROB).tolist()
             steps = row[symbols].tolist()
             extended: dict[str, list[float]] = defaultdict(lambda: [NEGLIGIBLE, NEGLIGIBLE])
