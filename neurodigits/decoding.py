@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 LM_FILE = "language_model.txt"  # an export's training transcriptions, one per line: its language model's counts
-LINE_START = "\n"  # the context before a line's first character (never in a transcription)
+LINE_START, LINE_END = "\n", "\r"  # before a line's first character, after its last (never in a transcription)
 NEGLIGIBLE = -1e30  # log 0
 MIN_LOG_PROB = math.log(3e-4)  # symbols less likely than this at a step are not followed by the beam search
 
@@ -52,22 +52,20 @@ class CharNgrams:
 
     def __init__(self, texts: Sequence[str], classes: list[str], order: int, discount: float = 0.75) -> None:
         self.order, self.discount, self.size = order, discount, len(classes) + 1
-        index = {c: i for i, c in enumerate(classes)}
-        counts: list[dict[str, Counter]] = [defaultdict(Counter) for _ in range(order)]  # by context length
+        index = {c: i for i, c in enumerate(classes)} | {LINE_END: len(classes)}
+        grams = Counter()  # every `order` characters in a row, the line padded before and ended
         for text in texts:
-            padded = LINE_START * (order - 1) + text
-            for k, symbol in enumerate([index[c] for c in text] + [len(classes)]):
-                history = padded[k:k + order - 1]
-                for n in range(order):
-                    counts[n][history[len(history) - n:]][symbol] += 1
-        # Lower orders count in how many contexts a symbol follows them (Kneser-Ney's continuation counts).
-        self.tables = [{} for _ in range(order)]
-        self.tables[-1] = dict(counts[-1])
-        for n in range(order - 1):
-            continuations: dict[str, Counter] = defaultdict(Counter)
-            for context, symbols in counts[n + 1].items():
-                continuations[context[1:]].update(symbols.keys())
-            self.tables[n] = dict(continuations)
+            padded = LINE_START * (order - 1) + text + LINE_END
+            grams.update(padded[i:i + order] for i in range(len(text) + 1))
+        # self.tables[n]: context of n characters -> {next symbol: count}; below the top order, Kneser-Ney's
+        # continuation counts (in how many distinct contexts one character longer the n-gram occurs).
+        self.tables: list[dict[str, dict[int, int]]] = [{} for _ in range(order)]
+        for n in range(order - 1, -1, -1):
+            table: dict[str, dict[int, int]] = defaultdict(dict)
+            for gram, count in grams.items():
+                table[gram[:-1]][index[gram[-1]]] = count
+            self.tables[n] = dict(table)
+            grams = Counter(gram[1:] for gram in grams)
         self._cache: dict[str, list[float]] = {}
 
     def logprobs(self, text: str) -> list[float]:
