@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neurodigits import NeuroDigitsError
+
 LM_FILE = "language_model.txt"  # an export's training transcriptions, one per line: its language model's counts
 LINE_START, LINE_END = "\n", "\r"  # before a line's first character, after its last (never in a transcription)
 NEGLIGIBLE = -1e30  # log 0
@@ -112,15 +114,18 @@ class Decoder:
 
     @classmethod
     def for_export(cls, folder: Path, metadata: dict) -> Decoder:
-        """The decoder an export was evaluated with: its params' decode section and LM_FILE (greedy when an
-        older export has neither)."""
+        """The decoder an export was evaluated with: its params' decode section and LM_FILE (greedy for an
+        export older than the decode params)."""
         classes = [str(c) for c in metadata["classes"]]
         decode = metadata.get("params", {}).get("decode")
         if decode is None:
             return cls(classes)
         lm_file = folder / LM_FILE
-        texts = lm_file.read_text(encoding="utf-8").split("\n") if lm_file.is_file() else None
-        return cls.from_params(decode, classes, texts)
+        if decode["beam_width"] > 1 and decode["lm_order"] and not lm_file.is_file():
+            raise NeuroDigitsError(f"{folder}: no {LM_FILE}, the transcriptions its decoder's language model counts "
+                                   "(params decode.lm_order); re-export the model with `dvc repro`")
+        return cls.from_params(decode, classes, lm_file.read_text(encoding="utf-8").split("\n")
+                               if lm_file.is_file() else None)
 
     def read(self, logits: np.ndarray) -> tuple[str, float]:
         """One line's (T, characters + 1) logits -> (text, confidence). The beam search's confidence is the

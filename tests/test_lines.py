@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import sys
 
 import httpx
@@ -243,7 +244,7 @@ def line_project(tmp_path_factory):
     return project
 
 
-def test_line_model_pipeline_end_to_end(line_project):
+def test_line_model_pipeline_end_to_end(line_project, tmp_path):
     """CER/WER metrics, the worst-lines gallery, aligned characters, an export with parity, a registered model."""
     metrics = json.loads((line_project / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"test", "train", "test_new_text", "test_greedy"}  # test_greedy: the model alone
@@ -261,6 +262,10 @@ def test_line_model_pipeline_end_to_end(line_project):
     assert len(corpus) == json.loads((line_project / "reports" / "data.json").read_text())["train"]["n"]
     reader = load_classifier(line_project / "models" / "export")
     assert reader.decoder.beam_width > 1 and reader.decoder.language_model is not None
+    incomplete = shutil.copytree(line_project / "models" / "export", tmp_path / "export")
+    (incomplete / LM_FILE).unlink()  # never a silent fallback to another decoder than the one evaluated
+    with pytest.raises(NeuroDigitsError, match=f"no {LM_FILE}.*re-export"):
+        load_classifier(incomplete)
     confusion = (line_project / "reports" / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) > 50
     versions = run([sys.executable, "-c", "import mlflow; from neurodigits import tracking; "
