@@ -19,6 +19,7 @@ LM_FILE = "language_model.txt"  # an export's training transcriptions, one per l
 LINE_START, LINE_END = "\n", "\r"  # before a line's first character, after its last (never in a transcription)
 NEGLIGIBLE = -1e30  # log 0
 MIN_LOG_PROB = math.log(3e-4)  # symbols less likely than this at a step are not followed by the beam search
+CACHED_CONTEXTS = 50_000  # the language model's distributions kept for reuse (about 150 MB at most)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,6 +75,8 @@ class CharNgrams:
         """log P(each class, then the end of the line | a line that so far reads `text`)."""
         context = (LINE_START * (self.order - 1) + text)[len(text):]  # the last order - 1 characters
         if context not in self._cache:
+            if len(self._cache) >= CACHED_CONTEXTS:  # a beam search over many lines visits millions of contexts
+                self._cache.clear()
             p = np.full(self.size, 1.0 / self.size)
             for n in range(self.order):
                 table = self.tables[n].get(context[len(context) - n:])
