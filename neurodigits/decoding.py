@@ -5,6 +5,7 @@ bi-directional recurrent DNNs"; interpolated Kneser-Ney smoothing, Chen & Goodma
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -18,8 +19,8 @@ from neurodigits import NeuroDigitsError
 LM_FILE = "language_model.txt"  # an export's training transcriptions, one per line: its language model's counts
 LINE_START, LINE_END = "\n", "\r"  # before a line's first character, after its last (never in a transcription)
 NEGLIGIBLE = -1e30  # log 0
-MIN_LOG_PROB = math.log(3e-4)  # symbols less likely than this at a step are not followed by the beam search
-CACHED_CONTEXTS = 50_000  # the language model's distributions kept for reuse (about 150 MB at most)
+MIN_LOG_PROB = math.log(1e-4)  # symbols less likely than this at a step are not followed by the beam search
+CACHED_PROBABILITIES = 200_000  # the language model's answers kept for reuse (about 40 MB at most)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -60,34 +61,37 @@ class CharNgrams:
         for text in texts:
             padded = LINE_START * (order - 1) + text + LINE_END
             grams.update(padded[i:i + order] for i in range(len(text) + 1))
-        # self.tables[n]: context of n characters -> {next symbol: count}; below the top order, Kneser-Ney's
-        # continuation counts (in how many distinct contexts one character longer the n-gram occurs).
-        self.tables: list[dict[str, dict[int, int]]] = [{} for _ in range(order)]
-        for n in range(order - 1, -1, -1):
+        # self.tables[n]: context of n characters -> (total, {next symbol: count}); below the top order, Kneser-
+        # Ney's continuation counts (in how many distinct contexts one character longer the n-gram occurs).
+        tables: list[dict[str, tuple[int, dict[int, int]]]] = []
+        for _ in range(order):  # the longest contexts first
             table: dict[str, dict[int, int]] = defaultdict(dict)
             for gram, count in grams.items():
                 table[gram[:-1]][index[gram[-1]]] = count
-            self.tables[n] = dict(table)
+            tables.append({context: (sum(counts.values()), counts) for context, counts in table.items()})
             grams = Counter(gram[1:] for gram in grams)
-        self._cache: dict[str, list[float]] = {}
+        self.tables = tables[::-1]
+        self.end = len(classes)  # the symbol of the end of the line
+        self._cache: dict[tuple[str, int], float] = {}
+        self._seen: dict[str, list[tuple[int, dict[int, int]]]] = {}
 
-    def logprobs(self, text: str) -> list[float]:
-        """log P(each class, then the end of the line | a line that so far reads `text`)."""
+    def logprob(self, text: str, symbol: int) -> float:
+        """log P(symbol: a class index, or `end` | a line that so far reads `text`)."""
         context = (LINE_START * (self.order - 1) + text)[len(text):]  # the last order - 1 characters
-        if context not in self._cache:
-            if len(self._cache) >= CACHED_CONTEXTS:  # a beam search over many lines visits millions of contexts
+        key = (context, symbol)
+        if key not in self._cache:
+            if len(self._cache) >= CACHED_PROBABILITIES:  # a beam search over many lines asks millions
                 self._cache.clear()
-            p = np.full(self.size, 1.0 / self.size)
-            for n in range(self.order):
-                table = self.tables[n].get(context[len(context) - n:])
-                if table is None:  # an unseen context: no longer one is seen either
-                    break
-                total = sum(table.values())
-                p *= self.discount * len(table) / total
-                for symbol, count in table.items():
-                    p[symbol] += (count - self.discount) / total
-            self._cache[context] = np.log(p).tolist()
-        return self._cache[context]
+                self._seen.clear()
+            if context not in self._seen:  # the counts of its seen suffixes, shortest first
+                self._seen[context] = list(itertools.takewhile(
+                    lambda entry: entry is not None,
+                    (self.tables[n].get(context[len(context) - n:]) for n in range(self.order))))
+            p = 1.0 / self.size
+            for total, counts in self._seen[context]:
+                p = (self.discount * len(counts) * p + max(counts.get(symbol, 0) - self.discount, 0.0)) / total
+            self._cache[key] = math.log(p)
+        return self._cache[key]
 
 
 def _add(a: float, b: float) -> float:
@@ -138,20 +142,26 @@ class Decoder:
         lm, weight, bonus = self.language_model, self.lm_weight, self.insertion_bonus
         index = {c: i for i, c in enumerate(self.classes)}
         beams: dict[str, list[float]] = {"": [0.0, NEGLIGIBLE]}  # text -> log p (ending in a blank, in a character)
-        for row in log_softmax(logits):
-            symbols = np.flatnonzero(row > MIN_LOG_PROB).tolist()
+        log_p = log_softmax(logits)
+        likely = log_p > MIN_LOG_PROB
+        blank_only = likely[:, 0] & (likely.sum(axis=1) == 1)
+        for row, candidates, only_blank in zip(log_p, likely, blank_only.tolist()):
+            if only_blank:  # most steps: every text just ends in a blank now, and their order stays
+                blank_step = float(row[0])
+                beams = {text: [_add(blank, char) + blank_step, NEGLIGIBLE] for text, (blank, char) in beams.items()}
+                continue
+            symbols = np.flatnonzero(candidates).tolist()
             steps = row[symbols].tolist()
             extended: dict[str, list[float]] = defaultdict(lambda: [NEGLIGIBLE, NEGLIGIBLE])
             for text, (blank, char) in beams.items():
                 total = _add(blank, char)
                 last = index[text[-1]] + 1 if text else -1
-                scores = lm.logprobs(text) if lm is not None else None
                 for symbol, step in zip(symbols, steps):
                     if symbol == 0:
                         entry = extended[text]
                         entry[0] = _add(entry[0], total + step)
                         continue
-                    gain = step + bonus + (weight * scores[symbol - 1] if scores is not None else 0.0)
+                    gain = step + bonus + (weight * lm.logprob(text, symbol - 1) if lm is not None else 0.0)
                     entry = extended[text + self.classes[symbol - 1]]
                     if symbol == last:  # a repeat reads as a new character only after a blank
                         entry[1] = _add(entry[1], blank + gain)
@@ -160,7 +170,7 @@ class Decoder:
                     else:
                         entry[1] = _add(entry[1], total + gain)
             beams = dict(sorted(extended.items(), key=lambda kv: -_add(*kv[1]))[:self.beam_width])
-        final = {text: _add(*scores) + (weight * lm.logprobs(text)[-1] if lm is not None else 0.0)
+        final = {text: _add(*scores) + (weight * lm.logprob(text, lm.end) if lm is not None else 0.0)
                  for text, scores in beams.items()}
         best = max(final, key=final.get)
         return best, float(1.0 / sum(math.exp(score - final[best]) for score in final.values()))

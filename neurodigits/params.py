@@ -166,9 +166,9 @@ class EvaluateParams(_Section):
 
 class DecodeParams(_Section):
     beam_width: int = Field(1, ge=1, le=256)
-    lm_order: int = Field(9, ge=0, le=16)
+    lm_order: int = Field(12, ge=0, le=16)
     lm_weight: float = Field(1.0, ge=0)
-    insertion_bonus: float = 1.5
+    insertion_bonus: float = 2.0
 
 
 class ExportParams(_Section):

@@ -39,13 +39,14 @@ def log_reports(params: Params, metrics: dict) -> None:
 
 
 def evaluate_lines(params: Params, data: Prepared, model: keras.Model) -> None:
-    """A line model: CER, WER and exact lines on the held-out lines (and training lines), read by the decoder
-    of params.decode (its language model counted over the training transcriptions) and greedily, characters
-    aligned for the confusion matrix and per-character scores, the worst lines as a gallery."""
+    """A line model: CER, WER and exact lines on the held-out lines, read by the decoder of params.decode (its
+    language model counted over the training transcriptions) and greedily, and on the training lines, read
+    greedily (the language model has counted their very texts); characters aligned for the confusion matrix
+    and per-character scores, the worst lines as a gallery."""
     truth = {"test": decode_labels(data.y_test, data.classes), "train": decode_labels(data.y_train, data.classes)}
     decoder = Decoder.from_params(params.decode.model_dump(), data.classes, truth["train"])
     greedy = Decoder(data.classes)
-    read = {"train": evaluation.read_lines(model, data.x_train, [decoder])[0]}
+    read = {"train": evaluation.read_lines(model, data.x_train, [greedy])[0]}
     read["test"], read["test_greedy"] = evaluation.read_lines(model, data.x_test, [decoder, greedy])
     metrics = {split: evaluation.text_metrics(truth[split], read[split]) for split in ("test", "train")}
     if decoder.beam_width > 1:  # what the beam search and its language model add to the line model alone

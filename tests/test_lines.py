@@ -65,10 +65,10 @@ def test_language_model_probabilities_sum_to_one_and_favour_what_it_counted():
     classes = list(" abcot")
     lm = CharNgrams(["a cat", "a cot", "a cat"], classes, order=3)
     for context in ("", "a", "a c", "a ca", "tt", "oo"):  # seen contexts and unseen ones
-        assert sum(math.exp(p) for p in lm.logprobs(context)) == pytest.approx(1.0)
-    after = dict(zip(classes + ["<end>"], lm.logprobs("a c")))
+        assert sum(math.exp(lm.logprob(context, symbol)) for symbol in range(len(classes) + 1)) == pytest.approx(1.0)
+    after = {c: lm.logprob("a c", i) for i, c in enumerate(classes)}
     assert after["a"] > after["o"] > after["b"]  # counted twice, once, never
-    assert dict(zip(classes + ["<end>"], lm.logprobs("a cat")))["<end>"] > math.log(0.5)
+    assert lm.logprob("a cat", lm.end) > math.log(0.5)
 
 
 def test_language_model_decides_what_the_line_model_leaves_open():
