@@ -141,15 +141,15 @@ def main() -> None:
         density = cer_by_density(truth, texts, steps_per_character(reader, grays, truth))
         rows.append({"reader": name, **scores(truth, texts, unseen), "ms_per_line": round(ms, 2), **pages,
                      "cer_by_steps_per_character": density.to_dict(orient="records")})
-        if reader.decoder.beam_width > 1:
-            reader.decoder = Decoder(reader.classes)
-            texts, ms = read_with_model(reader, grays)
-            rows.append({"reader": f"{name}, greedy", **scores(truth, texts, unseen), "ms_per_line": round(ms, 2)})
         RESULTS.mkdir(exist_ok=True)
         with atomic_path(RESULTS / "lines_page.png") as tmp:
             annotate(page, ((line.box, line.text, line.confidence) for line in lines)).save(tmp, format="PNG")
         print(f"  {name}: CER {rows[-1]['cer']:.2%}, page CER {pages['page_cer']:.2%}; by model steps per "
               f"character:\n{density.to_markdown(index=False, floatfmt='.4f')}", flush=True)
+        if reader.decoder.beam_width > 1:
+            reader.decoder = Decoder(reader.classes)
+            texts, ms = read_with_model(reader, grays)
+            rows.append({"reader": f"{name}, greedy", **scores(truth, texts, unseen), "ms_per_line": round(ms, 2)})
     if shutil.which("tesseract"):
         texts, ms = read_with_tesseract(files)
         version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
