@@ -87,7 +87,7 @@ def predict(args: argparse.Namespace) -> int:
     from neurodigits.inference import LineReader, load_classifier  # noqa: PLC0415
 
     files = expand_inputs(args.images)
-    model = load_classifier(args.model)
+    model = load_classifier(args.model, num_threads=1)  # the cores go to the preprocessing processes
     show = not args.quiet and len(files) >= PROGRESS_MIN and sys.stderr.isatty()
     if show:
         from tqdm import tqdm  # noqa: PLC0415

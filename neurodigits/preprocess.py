@@ -187,7 +187,11 @@ def _paper_plane(small: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, floa
     terms = _plane_terms(small.shape)
     keep = paper & (small <= _quantiles(small[paper], (0.75,))[0])
     for _ in range(2):
-        coef = np.linalg.lstsq(terms[keep], small[keep], rcond=None)[0]
+        a = terms[keep]
+        try:  # the normal equations of three terms: a 3x3 solve, far cheaper than an SVD
+            coef = np.linalg.solve(a.T @ a, a.T @ small[keep])
+        except np.linalg.LinAlgError:  # too few paper pixels to fix a plane
+            coef = np.linalg.lstsq(a, small[keep], rcond=None)[0]
         plane = terms @ coef
         residual = small - plane
         spread = max(0.01, 1.4826 * float(_median(np.abs(residual[keep]))))
