@@ -117,7 +117,8 @@ class Decoder:
         """The decoder `params.decode` describes (a mapping), its language model counted over `texts`."""
         beam = decode["beam_width"] > 1
         lm = CharNgrams(texts, classes, decode["lm_order"]) if beam and texts and decode["lm_order"] else None
-        return cls(classes, decode["beam_width"], lm, decode["lm_weight"] if lm else 0.0, decode["insertion_bonus"])
+        weight, bonus = (decode["lm_weight"], decode["insertion_bonus"]) if lm else (0.0, 0.0)  # the bonus offsets it
+        return cls(classes, decode["beam_width"], lm, weight, bonus)
 
     @classmethod
     def for_export(cls, folder: Path, metadata: dict) -> Decoder:
@@ -146,7 +147,7 @@ class Decoder:
         likely = log_p > MIN_LOG_PROB
         blank_only = likely[:, 0] & (likely.sum(axis=1) == 1)
         for row, candidates, only_blank in zip(log_p, likely, blank_only.tolist()):
-            if only_blank:  # most steps: every text just ends in a blank now, and their order stays
+            if only_blank:  # many steps: every text just ends in a blank now, and their order stays
                 blank_step = float(row[0])
                 beams = {text: [_add(blank, char) + blank_step, NEGLIGIBLE] for text, (blank, char) in beams.items()}
                 continue

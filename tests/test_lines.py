@@ -80,7 +80,8 @@ def test_language_model_decides_what_the_line_model_leaves_open():
     assert Decoder(classes).read(logits)[0] == "cot"
     decode = {"beam_width": 8, "lm_order": 3, "lm_weight": 1.0, "insertion_bonus": 0.0}
     assert Decoder.from_params(decode, classes, ["a cat", "cat", "cat"]).read(logits)[0] == "cat"
-    assert Decoder.from_params(decode | {"lm_order": 0}, classes, ["cat"]).read(logits)[0] == "cot"  # no LM
+    no_lm = Decoder.from_params(decode | {"lm_order": 0, "insertion_bonus": 5.0}, classes, ["cat"])
+    assert no_lm.read(logits)[0] == "cot" and no_lm.insertion_bonus == 0  # a bonus only offsets the LM's cost
 
 
 def test_ctc_loss_is_kerass_ctc_loss_by_the_faster_kernel():
