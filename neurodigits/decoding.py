@@ -94,6 +94,11 @@ class CharNgrams:
         return self._cache[key]
 
 
+def uses_language_model(decode: dict) -> bool:
+    """Whether the decoder that `params.decode` (a mapping) describes reads with a language model."""
+    return decode["beam_width"] > 1 and decode["lm_order"] > 0
+
+
 def _add(a: float, b: float) -> float:
     """log(exp(a) + exp(b))."""
     if a < b:
@@ -112,11 +117,13 @@ class Decoder:
     lm_weight: float = 0.0
     insertion_bonus: float = 0.0
 
+    def __post_init__(self) -> None:
+        self._index = {c: i for i, c in enumerate(self.classes)}
+
     @classmethod
     def from_params(cls, decode: dict, classes: list[str], texts: Sequence[str] | None) -> Decoder:
         """The decoder `params.decode` describes (a mapping), its language model counted over `texts`."""
-        beam = decode["beam_width"] > 1
-        lm = CharNgrams(texts, classes, decode["lm_order"]) if beam and texts and decode["lm_order"] else None
+        lm = CharNgrams(texts, classes, decode["lm_order"]) if texts and uses_language_model(decode) else None
         weight, bonus = (decode["lm_weight"], decode["insertion_bonus"]) if lm else (0.0, 0.0)  # the bonus offsets it
         return cls(classes, decode["beam_width"], lm, weight, bonus)
 
@@ -129,7 +136,7 @@ class Decoder:
         if decode is None:
             return cls(classes)
         lm_file = folder / LM_FILE
-        if decode["beam_width"] > 1 and decode["lm_order"] and not lm_file.is_file():
+        if uses_language_model(decode) and not lm_file.is_file():
             raise NeuroDigitsError(f"{folder}: no {LM_FILE}, the transcriptions its decoder's language model counts "
                                    "(params decode.lm_order); re-export the model with `dvc repro`")
         return cls.from_params(decode, classes, lm_file.read_text(encoding="utf-8").split("\n")
@@ -140,8 +147,7 @@ class Decoder:
         text's share of the probability of the texts left in the beam."""
         if self.beam_width == 1:
             return ctc_greedy(logits[None], self.classes)[0]
-        lm, weight, bonus = self.language_model, self.lm_weight, self.insertion_bonus
-        index = {c: i for i, c in enumerate(self.classes)}
+        lm, weight, bonus, index = self.language_model, self.lm_weight, self.insertion_bonus, self._index
         beams: dict[str, list[float]] = {"": [0.0, NEGLIGIBLE]}  # text -> log p (ending in a blank, in a character)
         log_p = log_softmax(logits)
         likely = log_p > MIN_LOG_PROB

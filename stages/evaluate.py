@@ -46,11 +46,12 @@ def evaluate_lines(params: Params, data: Prepared, model: keras.Model) -> None:
     truth = {"test": decode_labels(data.y_test, data.classes), "train": decode_labels(data.y_train, data.classes)}
     decoder = Decoder.from_params(params.decode.model_dump(), data.classes, truth["train"])
     greedy = Decoder(data.classes)
+    beam = decoder.beam_width > 1  # then also the line model alone, greedily: what the beam search adds
     read = {"train": evaluation.read_lines(model, data.x_train, [greedy])[0]}
-    read["test"], read["test_greedy"] = evaluation.read_lines(model, data.x_test, [decoder, greedy])
+    read["test"], *alone = evaluation.read_lines(model, data.x_test, [decoder, greedy] if beam else [decoder])
     metrics = {split: evaluation.text_metrics(truth[split], read[split]) for split in ("test", "train")}
-    if decoder.beam_width > 1:  # what the beam search and its language model add to the line model alone
-        metrics["test_greedy"] = evaluation.text_metrics(truth["test"], read["test_greedy"])
+    if alone:
+        metrics["test_greedy"] = evaluation.text_metrics(truth["test"], alone[0])
     new_text = evaluation.new_text(truth["test"], truth["train"])
     masks = evaluation.subset_masks(data.meta, data.quality_test) | ({"new_text": new_text} if new_text.any() else {})
     for name, mask in masks.items():

@@ -9,7 +9,7 @@ import mlflow
 from neurodigits import tracking
 from neurodigits.data import load_prepared
 from neurodigits.data.dataset import decode_labels
-from neurodigits.decoding import LM_FILE
+from neurodigits.decoding import LM_FILE, uses_language_model
 from neurodigits.export import (
     check_parity,
     format_logits,
@@ -63,7 +63,7 @@ def main() -> None:
         mlflow.log_metrics(parity)
         mlflow.log_artifact(str(tmp / TFLITE_FILE), "export")
         mlflow.log_artifact(str(tmp / METADATA_FILE), "export")
-        if lines and params.decode.lm_order:  # the decoder's language model: what it counts, beside the model
+        if lines and uses_language_model(params.decode.model_dump()):  # what the decoder's language model counts
             write_text(tmp / LM_FILE, "\n".join(decode_labels(data.y_train, data.classes)))
             mlflow.log_artifact(str(tmp / LM_FILE), "export")
         served = probability_model(model)
