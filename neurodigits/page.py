@@ -1,13 +1,15 @@
 """Read a page of handwriting: find each character, classify it, group characters into lines and words.
 
 Characters are the connected components of the page's ink map; pieces of one broken character
-(the same x-range within a line) are merged, over-wide blobs of touching digits are split at their
+(the same x-range within a line) are merged, and so are small pieces with the character they sit over,
+under or across (an i's dot, a t's loose bar); over-wide blobs of touching digits are split at their
 thinnest column (digit models only: letters such as m and w are wide), and dust is dropped. Words
 are separated by gaps wider than WORD_GAP times the line's median character height.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,8 +21,12 @@ from neurodigits import NeuroDigitsError
 from neurodigits.inference import Classifier, LineReader, classify
 from neurodigits.preprocess import MAX_PAGE_SIDE, fit_line, ink_map, mnist_style
 
-DUST_SHARE = 0.03  # components with less ink than this share of a typical one are dust
-MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share
+DOT_SHARE = 0.01  # components with less ink than this share of a typical one are specks (an i's dot has more)
+DUST_SHARE = 0.03  # ... as are those with less than this share, unless they join a neighbour as one of its pieces
+MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share, unless half a character tall
+PIECE_SHARE = 0.35  # a blob with less ink than this share of a typical one, and less than half a character
+PIECE_REACH = 0.75  # tall, is a piece (a dot, a loose bar): it joins a blob up to this many heights above or below
+PIECE_SLACK = 0.15  # whose columns (widened by this many heights) reach its centre
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
 SPECK_SHARE = 0.001  # strokes with less than this share of a page's ink are specks, not writing
 TALL_LINE = 1.7  # a band of writing taller than this many typical lines is several lines touching
@@ -71,9 +77,20 @@ def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
     return [sorted(lines[i], key=lambda b: b.box[1]) for i in order]
 
 
-def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
-    """Merge the pieces of broken digits: blobs whose x-ranges overlap by half the narrower one's
-    width and which are vertically less than a quarter of a digit's height apart."""
+def _piece_gap(piece: _Blob, other: _Blob, height: float) -> float:
+    """Rows between a small piece and a blob it may belong to (negative where they share rows), or infinity
+    where it cannot: the blob's columns must reach the piece's centre, and beside it (sharing rows) overlap it."""
+    gap = max(piece.box[0], other.box[0]) - min(piece.box[2], other.box[2])
+    centre = (piece.box[1] + piece.box[3]) / 2
+    reaches = other.box[1] - PIECE_SLACK * height <= centre <= other.box[3] + PIECE_SLACK * height
+    beside_apart = gap < 0 and min(piece.box[3], other.box[3]) <= max(piece.box[1], other.box[1])
+    return gap if reaches and not beside_apart and gap <= PIECE_REACH * height else math.inf
+
+
+def _merge_pieces(blobs: list[_Blob], height: float, typical: float) -> list[_Blob]:
+    """Merge the pieces of broken characters: first blobs less than a quarter of a character's height apart
+    whose x-ranges overlap by half the narrower one's width; then each small piece (`_piece_gap`: an i's dot,
+    a t's loose bar), smallest first, into its nearest blob."""
     blobs = sorted(blobs, key=lambda b: b.box[1])
     merged = True
     while merged:
@@ -92,7 +109,15 @@ def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
                     break
             if merged:
                 break
-    return blobs
+    kept = dict(enumerate(blobs))
+    for i in sorted(kept, key=lambda k: kept[k].mass):
+        piece = kept[i]
+        if piece.mass >= PIECE_SHARE * typical or piece.box[2] - piece.box[0] >= 0.5 * height or len(kept) < 2:
+            continue
+        j = min((k for k in kept if k != i), key=lambda k: _piece_gap(piece, kept[k], height))
+        if _piece_gap(piece, kept[j], height) < math.inf:
+            kept[j] = kept[j].merge(kept.pop(i))
+    return list(kept.values())
 
 
 def _split_wide(blob: _Blob, ink: np.ndarray, height: float) -> list[_Blob]:
@@ -123,15 +148,16 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     large = [b for b in blobs if b.mass >= 0.1 * max(masses)]
     typical = float(np.median([b.mass for b in large]))
     height = float(np.median([b.box[2] - b.box[0] for b in large]))
-    lines = _lines(_merge_pieces([b for b in blobs if b.mass >= DUST_SHARE * typical], height))
+    pieces = _merge_pieces([b for b in blobs if b.mass >= DOT_SHARE * typical], height, typical)
+    lines = _lines([b for b in pieces if b.mass >= DUST_SHARE * typical])
     found = []
-    for line in lines:
-        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical]
+    for line in lines:  # a thin i, l or 1 holds little ink, but is as tall as a character
+        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical or b.box[2] - b.box[0] >= 0.5 * height]
         if not line:
             continue
-        height = float(np.median([b.box[2] - b.box[0] for b in line]))
+        line_height = float(np.median([b.box[2] - b.box[0] for b in line]))
         digits = []
-        for blob in (piece for b in line for piece in (_split_wide(b, ink, height) if split_wide else [b])):
+        for blob in (piece for b in line for piece in (_split_wide(b, ink, line_height) if split_wide else [b])):
             top, left, bottom, right = blob.box
             own = np.isin(labels[top:bottom, left:right], list(blob.ids))
             digits.append((blob.box, np.where(own, ink[top:bottom, left:right], 0.0)))

@@ -66,6 +66,18 @@ def test_touching_digits_are_split_and_broken_digits_kept_whole(held_out):
     assert len(lines) == 1 and len(lines[0]) == 3
 
 
+def test_an_i_keeps_its_dot_though_far_above_and_beside_its_stem(held_out):
+    x, _ = held_out
+    tall = [d for d in x if np.ptp(np.nonzero(d)[0]) >= 19][:4]  # digits 20 px tall, like the i
+    letter_i = np.zeros((28, 12), np.uint8)
+    letter_i[17:28, 4:6] = 255  # a short thin stem, little ink: alone it would be taken for dust
+    letter_i[3:6, 7:10] = 255  # its dot, 11 px (0.4 of a character) above and to the right of it
+    lines = find_digits(ink_map(page_of([*tall[:2], letter_i, *tall[2:]], gap=10)))
+    assert [len(line) for line in lines] == [5]
+    top, _, bottom, _ = lines[0][2][0]
+    assert (top, bottom) == (3 * (40 + 3), 3 * (40 + 28))  # the dot's top to the stem's foot (3x page_of)
+
+
 def test_lines_are_ordered_top_to_bottom_left_to_right(export, held_out):
     x, labels = held_out
     rng = np.random.default_rng(5)
