@@ -12,10 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
-from scipy.special import log_softmax  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_fscore_support  # noqa: E402
 
-from neurodigits.decoding import Decoder  # noqa: E402
+from neurodigits.decoding import Decoder, log_softmax  # noqa: E402
 from neurodigits.io import atomic_path  # noqa: E402
 
 MISSING, EXTRA = "(missing)", "(extra)"  # the other side of a dropped or an added character
@@ -35,7 +34,7 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) ->
     also the case-insensitive accuracy when some classes differ only in case."""
     predicted = logits.argmax(axis=1)
     wrong = int((predicted != labels).sum())
-    loss = float(-log_softmax(logits.astype(np.float64), axis=1)[np.arange(len(labels)), labels].mean())
+    loss = float(-log_softmax(logits)[np.arange(len(labels)), labels].mean())
     top3 = (np.argsort(-logits, axis=1, kind="stable")[:, :3] == labels[:, None]).any(axis=1)
     metrics = {"accuracy": round(1 - wrong / len(labels), 6), "top3_accuracy": round(float(top3.mean()), 6),
                "misclassified": wrong, "n": int(len(labels)), "loss": round(loss, 6)}
