@@ -9,7 +9,6 @@ are separated by gaps wider than WORD_GAP times the line's median character heig
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,10 +21,10 @@ from neurodigits.inference import Classifier, LineReader, classify
 from neurodigits.preprocess import MAX_PAGE_SIDE, fit_line, ink_map, mnist_style
 
 DOT_SHARE = 0.01  # components with less ink than this share of a typical one are specks (an i's dot has more)
-DUST_SHARE = 0.03  # ... as are those with less than this share, unless they join a neighbour as one of its pieces
-MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share, unless half a character tall
+DUST_SHARE = 0.03  # ... as are those with less than this share, unless they join a character as one of its pieces
+MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share, unless a stroke half a character tall
 PIECE_SHARE = 0.35  # a blob with less ink than this share of a typical one, and less than half a character
-PIECE_REACH = 0.75  # tall, is a piece (a dot, a loose bar): it joins a blob up to this many heights above or below
+PIECE_REACH = 0.75  # tall, is a piece (a dot, a loose bar): it joins a small blob this many heights above or below
 PIECE_SLACK = 0.15  # whose columns (widened by this many heights) reach its centre
 MAX_ASPECT = 1.8  # a blob wider than this times its height is split into several digits
 SPECK_SHARE = 0.001  # strokes with less than this share of a page's ink are specks, not writing
@@ -50,6 +49,7 @@ class _Blob:
     box: Box
     ids: set[int]
     mass: float
+    tallest: int  # the height of its tallest connected stroke
 
     @property
     def centre_row(self) -> float:
@@ -58,7 +58,7 @@ class _Blob:
     def merge(self, other: _Blob) -> _Blob:
         box = (min(self.box[0], other.box[0]), min(self.box[1], other.box[1]),
                max(self.box[2], other.box[2]), max(self.box[3], other.box[3]))
-        return _Blob(box, self.ids | other.ids, self.mass + other.mass)
+        return _Blob(box, self.ids | other.ids, self.mass + other.mass, max(self.tallest, other.tallest))
 
 
 def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
@@ -77,20 +77,9 @@ def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
     return [sorted(lines[i], key=lambda b: b.box[1]) for i in order]
 
 
-def _piece_gap(piece: _Blob, other: _Blob, height: float) -> float:
-    """Rows between a small piece and a blob it may belong to (negative where they share rows), or infinity
-    where it cannot: the blob's columns must reach the piece's centre, and beside it (sharing rows) overlap it."""
-    gap = max(piece.box[0], other.box[0]) - min(piece.box[2], other.box[2])
-    centre = (piece.box[1] + piece.box[3]) / 2
-    reaches = other.box[1] - PIECE_SLACK * height <= centre <= other.box[3] + PIECE_SLACK * height
-    beside_apart = gap < 0 and min(piece.box[3], other.box[3]) <= max(piece.box[1], other.box[1])
-    return gap if reaches and not beside_apart and gap <= PIECE_REACH * height else math.inf
-
-
-def _merge_pieces(blobs: list[_Blob], height: float, typical: float) -> list[_Blob]:
-    """Merge the pieces of broken characters: first blobs less than a quarter of a character's height apart
-    whose x-ranges overlap by half the narrower one's width; then each small piece (`_piece_gap`: an i's dot,
-    a t's loose bar), smallest first, into its nearest blob."""
+def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
+    """Merge the pieces of broken characters: blobs whose x-ranges overlap by half the narrower one's
+    width and which are vertically less than a quarter of a character's height apart."""
     blobs = sorted(blobs, key=lambda b: b.box[1])
     merged = True
     while merged:
@@ -109,15 +98,36 @@ def _merge_pieces(blobs: list[_Blob], height: float, typical: float) -> list[_Bl
                     break
             if merged:
                 break
-    kept = dict(enumerate(blobs))
-    for i in sorted(kept, key=lambda k: kept[k].mass):
-        piece = kept[i]
-        if piece.mass >= PIECE_SHARE * typical or piece.box[2] - piece.box[0] >= 0.5 * height or len(kept) < 2:
+    return blobs
+
+
+def _join_pieces(blobs: list[_Blob], dots: list[_Blob], height: float, typical: float) -> list[_Blob]:
+    """Each small piece (under PIECE_SHARE of a typical character's ink and half its height: an i's dot, a t's
+    loose bar), and each dot too light to stand alone, smallest first, joins the nearest blob by rows that may
+    take it: one holding a stroke a quarter of a character tall (specks never gather into a character), whose
+    columns reach the piece's centre and, beside it (sharing rows), overlap it; from more than a quarter of a
+    character above or below, only a small blob (an i's stem, not a whole letter). Dots that join none are dropped."""
+    blobs = blobs + dots
+    boxes = np.array([b.box for b in blobs], dtype=float).reshape(-1, 4)
+    mass = np.array([b.mass for b in blobs])
+    tallest = np.array([b.tallest for b in blobs])
+    alive = np.ones(len(blobs), dtype=bool)
+    for i in np.argsort(mass, kind="stable"):
+        top, left, bottom, right = boxes[i]
+        if mass[i] >= PIECE_SHARE * typical or bottom - top >= 0.5 * height:
             continue
-        j = min((k for k in kept if k != i), key=lambda k: _piece_gap(piece, kept[k], height))
-        if _piece_gap(piece, kept[j], height) < math.inf:
-            kept[j] = kept[j].merge(kept.pop(i))
-    return list(kept.values())
+        gap = np.maximum(top, boxes[:, 0]) - np.minimum(bottom, boxes[:, 2])  # negative: rows shared
+        centre = (left + right) / 2
+        reaches = (boxes[:, 1] - PIECE_SLACK * height <= centre) & (centre <= boxes[:, 3] + PIECE_SLACK * height)
+        apart = (gap < 0) & (np.minimum(right, boxes[:, 3]) <= np.maximum(left, boxes[:, 1]))
+        near = (gap <= 0.25 * height) | ((gap <= PIECE_REACH * height) & (mass < PIECE_SHARE * typical))
+        takers = alive & reaches & ~apart & near & (tallest >= 0.25 * height)
+        takers[i] = False
+        if takers.any():
+            j = np.flatnonzero(takers)[np.argmin(gap[takers])]
+            blobs[j] = blobs[j].merge(blobs[i])
+            boxes[j], mass[j], tallest[j], alive[i] = blobs[j].box, blobs[j].mass, blobs[j].tallest, False
+    return [b for b, keep in zip(blobs, alive) if keep and b.mass >= DUST_SHARE * typical]
 
 
 def _split_wide(blob: _Blob, ink: np.ndarray, height: float) -> list[_Blob]:
@@ -143,16 +153,18 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     if not count:
         return []
     masses = ndimage.sum(ink, labels, np.arange(1, count + 1))
-    blobs = [_Blob((s[0].start, s[1].start, s[0].stop, s[1].stop), {i}, float(mass))
+    blobs = [_Blob((s[0].start, s[1].start, s[0].stop, s[1].stop), {i}, float(mass), s[0].stop - s[0].start)
              for i, (s, mass) in enumerate(zip(ndimage.find_objects(labels), masses), start=1)]
     large = [b for b in blobs if b.mass >= 0.1 * max(masses)]
     typical = float(np.median([b.mass for b in large]))
     height = float(np.median([b.box[2] - b.box[0] for b in large]))
-    pieces = _merge_pieces([b for b in blobs if b.mass >= DOT_SHARE * typical], height, typical)
-    lines = _lines([b for b in pieces if b.mass >= DUST_SHARE * typical])
+    dots = [b for b in blobs if DOT_SHARE * typical <= b.mass < DUST_SHARE * typical]
+    lines = _lines(_join_pieces(_merge_pieces([b for b in blobs if b.mass >= DUST_SHARE * typical], height),
+                                dots, height, typical))
     found = []
-    for line in lines:  # a thin i, l or 1 holds little ink, but is as tall as a character
-        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical or b.box[2] - b.box[0] >= 0.5 * height]
+    for line in lines:  # a thin i, l or 1 holds little ink, but is a stroke half a character tall
+        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical
+                or (b.box[2] - b.box[0] >= 0.5 * height and b.tallest >= 0.25 * height)]
         if not line:
             continue
         line_height = float(np.median([b.box[2] - b.box[0] for b in line]))

@@ -78,6 +78,17 @@ def test_an_i_keeps_its_dot_though_far_above_and_beside_its_stem(held_out):
     assert (top, bottom) == (3 * (40 + 3), 3 * (40 + 28))  # the dot's top to the stem's foot (3x page_of)
 
 
+def test_specks_on_the_page_neither_join_nor_become_characters(held_out):
+    x, labels = held_out
+    rng = np.random.default_rng(4)
+    page = synthetic_page(x, labels, rng, lines=4)
+    gray = page.image / 255.0
+    for row, col, side in zip(rng.integers(0, gray.shape[0] - 6, 300), rng.integers(0, gray.shape[1] - 6, 300),
+                              rng.integers(3, 7, 300)):
+        gray[row:row + side, col:col + side] = 0.2  # dust and pencil grain, 3-6 px
+    assert [len(line) for line in find_digits(ink_map(gray))] == [len(line) for line in page.lines]
+
+
 def test_lines_are_ordered_top_to_bottom_left_to_right(export, held_out):
     x, labels = held_out
     rng = np.random.default_rng(5)
