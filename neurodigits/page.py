@@ -142,7 +142,7 @@ def _split_wide(blob: _Blob, ink: np.ndarray, height: float) -> list[_Blob]:
         lo, hi = int((k - 0.3) * width), int((k + 0.3) * width)
         cuts.append(lo + int(np.argmin(profile[lo:hi])))
     cuts.append(right - left)
-    return [_Blob((top, left + a, bottom, left + b), blob.ids, float(profile[a:b].sum()))
+    return [_Blob((top, left + a, bottom, left + b), blob.ids, float(profile[a:b].sum()), blob.tallest)
             for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
@@ -162,7 +162,7 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     lines = _lines(_join_pieces(_merge_pieces([b for b in blobs if b.mass >= DUST_SHARE * typical], height),
                                 dots, height, typical))
     found = []
-    for line in lines:  # a thin i, l or 1 holds little ink, but is a stroke half a character tall
+    for line in lines:  # a thin i, l or 1 holds little ink, but is half a character tall, and a stroke
         line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical
                 or (b.box[2] - b.box[0] >= 0.5 * height and b.tallest >= 0.25 * height)]
         if not line:
