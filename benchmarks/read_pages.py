@@ -26,10 +26,10 @@ from rapidfuzz.distance import Levenshtein
 
 from neurodigits import NeuroDigitsError
 from neurodigits.data import load_dataset
-from neurodigits.inference import Classifier, classify, load_classifier
-from neurodigits.page import line_text, read_page
+from neurodigits.inference import Classifier, load_classifier
+from neurodigits.page import classify_crops, line_text, read_page
 from neurodigits.params import DataParams
-from neurodigits.preprocess import ink_map, mnist_style, to_model_input
+from neurodigits.preprocess import ink_map, to_model_input
 from neurodigits.synth import Page, clean_accuracy, clean_images, held_out_digits, synthetic_page
 
 
@@ -48,7 +48,7 @@ def boxed_correct(page: Page, classifier: Classifier) -> int:
     truth = [c for line in page.lines for c in line.replace(" ", "")]
     crops = [ink[top:bottom, left:right] for row in page.boxes for top, left, bottom, right in row]
     inked = [i for i, crop in enumerate(crops) if crop.any()]
-    labels = classify(classifier, np.stack([mnist_style(crops[i], classifier.image_size) for i in inked]))
+    labels = classify_crops([crops[i] for i in inked], classifier)
     return sum(p.label == truth[i] for i, p in zip(inked, labels))
 
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from neurodigits import NeuroDigitsError
-from neurodigits.inference import Classifier, LineReader, classify
+from neurodigits.inference import Classifier, LineReader, Prediction, classify
 from neurodigits.preprocess import MAX_PAGE_SIDE, fit_line, ink_map, mnist_style
 
 DOT_SHARE = 0.01  # components with less ink than this share of a typical one are specks (an i's dot has more)
@@ -177,6 +177,11 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     return found
 
 
+def classify_crops(crops: list[np.ndarray], classifier: Classifier) -> list[Prediction]:
+    """Characters cut from a page's ink map, each put through `predict`'s MNIST-style step, classified."""
+    return classify(classifier, np.stack([mnist_style(crop, classifier.image_size) for crop in crops]))
+
+
 def read_page(gray: np.ndarray, classifier: Classifier) -> list[list[Digit]]:
     """Grayscale page in [0, 1] -> its lines of classified characters, top to bottom, left to right."""
     try:
@@ -187,7 +192,7 @@ def read_page(gray: np.ndarray, classifier: Classifier) -> list[list[Digit]]:
     crops = [crop for line in lines for _, crop in line if crop.any()]
     if not crops:
         raise NeuroDigitsError("no handwriting found on the page")
-    predictions = iter(classify(classifier, np.stack([mnist_style(c, classifier.image_size) for c in crops])))
+    predictions = iter(classify_crops(crops, classifier))
     return [[Digit(p.label, p.probability, box) for (box, crop) in line if crop.any()
              for p in [next(predictions)]] for line in lines]
 
