@@ -57,6 +57,16 @@ def copy_project(destination: Path, **overrides: dict) -> Path:
     return destination
 
 
+def start_queue(project: Path, jobs: int, **env: str) -> None:
+    """`dvc queue start -j jobs`, its output to a file: the daemon it leaves behind keeps its stdout and stderr,
+    and when a worker outlives the queue (seen once: one of three stayed idle) a pipe would block us forever."""
+    log = project / ".dvc" / "tmp" / "queue-start.log"
+    with open(log, "w") as out:
+        code = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=project, env=project_env(**env),
+                              stdout=out, stderr=subprocess.STDOUT).returncode
+    assert code == 0, log.read_text()[-4000:]
+
+
 def wait_for_queue(project: Path, timeout: float = 600) -> str:
     """Poll `dvc queue status` until nothing is queued or running; return the last status table."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, copy_project, run, wait_for_queue
+from conftest import ROOT, TINY, copy_project, run, start_queue, wait_for_queue
 
 from neurodigits.params import load_params
 
@@ -98,7 +98,7 @@ def test_queued_experiments_all_land_in_the_main_store(tmp_path: Path):
     project = copy_project(tmp_path, **TINY)
     for epochs in (2, 4):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.epochs={epochs}"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
+    start_queue(project, 2)
     status = wait_for_queue(project, timeout=300)
     assert status.count("Success") == 2, status
     names = sorted(v for (v,) in query(project, "select value from tags where key = 'dvc_exp_name'"))

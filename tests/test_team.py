@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_project, project_env, run, wait_for_queue
+from conftest import copy_project, project_env, run, start_queue, wait_for_queue
 from model_helpers import write_image
 
 from neurodigits import NeuroDigitsError
@@ -67,7 +67,7 @@ def team(team_server: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
         run(["dvc", "exp", "run", "--queue", "-S", f"train.learning_rate={rate}"], b, **server)
     repro = subprocess.Popen(["dvc", "repro"], cwd=a, env=project_env(**server), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    run(["dvc", "queue", "start", "-j", str(len(LEARNING_RATES))], b, **server)
+    start_queue(b, len(LEARNING_RATES), **server)
     output = repro.communicate(timeout=600)[0]
     assert repro.returncode == 0, output[-4000:]
     status = wait_for_queue(b)
