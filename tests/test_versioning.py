@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import VENV_BIN, copy_project, project_env, run
+import yaml
+from conftest import ROOT, VENV_BIN, copy_project, project_env, run
 from model_helpers import write_image
 
 from neurodigits.synth import held_out_digits
@@ -54,3 +56,36 @@ def test_stages_reexec_with_the_project_venv_or_fail_in_one_line(tmp_path: Path)
     (project / ".venv").symlink_to(Path(VENV_BIN).parent)  # the project's own environment, as `make setup` makes
     done = subprocess.run(repro, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "prepared mnist-5k" in done.stdout, done.stderr[-3000:]
+
+
+def imported_files(module: str) -> set[str]:
+    """Every project file (stages/, neurodigits/) that importing `module` can run, following imports made
+    anywhere in each file (inside functions too) and the packages above each imported module."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        path = ROOT / Path(*todo.pop().split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        if not path.exists() or str(path.relative_to(ROOT)) in seen:
+            continue  # a name imported from a module, not a module; or done
+        seen.add(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                     if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] in ("stages", "neurodigits"):
+                    todo += [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return seen
+
+
+def test_every_file_a_stage_runs_is_its_dependency():
+    """A code change re-runs each stage whose outputs it can change: no stale result survives an edit.
+    (neurodigits/__init__.py holds only the error class and the version string.)"""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        deps = [str(dep).split("#")[0].strip().rstrip("/") for dep in stage["deps"]]
+        needed = imported_files(f"stages.{name}") - {"neurodigits/__init__.py"}
+        missing = sorted(f for f in needed if not any(f == dep or f.startswith(dep + "/") for dep in deps))
+        assert not missing, f"dvc.yaml: stage {name} runs {missing} without depending on them"
