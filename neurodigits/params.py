@@ -131,6 +131,7 @@ class TrainParams(_Section):
     augment_resolution: float = Field(0.0, ge=0, le=3)
     steps_per_execution: int = Field(32, gt=0)
     class_weight: Literal["none", "balanced"] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     init_from: str | None = None
     freeze: Literal["none", "conv", "all-but-head"] = "none"
     fine_tune_epochs: int = Field(0, ge=0)
@@ -217,6 +218,9 @@ class Params(_Section):
         if self.train.class_weight != "none" and self.model.kind == "crnn":
             raise ValueError("train.class_weight weighs single characters; a line model (crnn) reads whole lines: "
                              "set it to none")
+        if self.train.label_smoothing and self.model.kind == "crnn":
+            raise ValueError("train.label_smoothing softens single characters' targets; a line model (crnn) is "
+                             "trained on the CTC loss: set it to 0")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -48,13 +48,32 @@ def ctc_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return tf.nn.ctc_loss(labels, y_pred, None, steps, logits_time_major=False, blank_index=0)
 
 
+@keras.saving.register_keras_serializable(package="neurodigits")
+class SmoothedCrossentropy(keras.losses.Loss):
+    """Keras's CategoricalCrossentropy(from_logits=True, label_smoothing=...) on integer labels."""
+
+    def __init__(self, label_smoothing: float, **kwargs) -> None:
+        super().__init__(name="smoothed_crossentropy", **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, from_logits=True,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict:
+        return {"label_smoothing": self.label_smoothing}
+
+
 def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int) -> None:
-    """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference; a line model (crnn)
-    on the CTC loss, one batch per call (its batches differ in width)."""
+    """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference (with `train.label_smoothing`,
+    on smoothed targets); a line model (crnn) on the CTC loss, one batch per call (its batches differ in width)."""
     lines = model.name == "crnn"
+    loss = (ctc_loss if lines else SmoothedCrossentropy(params.label_smoothing) if params.label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(params, steps_per_epoch)),
-        loss=ctc_loss if lines else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss,
         metrics=None if lines else ["accuracy"],
         steps_per_execution=1 if lines else params.steps_per_execution,
     )

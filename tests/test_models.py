@@ -21,7 +21,7 @@ from neurodigits.models import (
     inference_model,
 )
 from neurodigits.params import ModelParams, TrainParams
-from neurodigits.training import class_weights, fit, learning_rate, set_determinism
+from neurodigits.training import SmoothedCrossentropy, class_weights, fit, learning_rate, set_determinism
 
 
 def test_mlp_has_the_reference_shapes():
@@ -157,6 +157,29 @@ def test_balanced_class_weights_lift_a_rare_class():
         fit(model, x, y, TrainParams(epochs=20, batch_size=32, learning_rate=0.01, class_weight=weighting), verbose=0)
         predicted[weighting] = (model.predict(x, verbose=0).argmax(1) == 1).mean()
     assert predicted["none"] < 0.05 and predicted["balanced"] > 0.3
+
+
+def test_label_smoothing_aims_at_a_softened_target():
+    """train.label_smoothing s: the loss is the cross-entropy against 1 - s + s/K on the true class and s/K on
+    each other one; its minimum is there, not at certainty."""
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]], dtype=np.float32)
+    labels = np.array([0, 2])
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]
+    assert float(SmoothedCrossentropy(0.1)(labels, logits)) == pytest.approx(-(target * log_p).sum(1).mean(), 1e-6)
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 8), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    x[:, 0] += np.where(y, 0.5, -0.5)  # far apart: without smoothing, the model grows ever more certain
+    confidence = {}
+    for smoothing in (0.0, 0.2):
+        set_determinism(0)
+        model = build_mlp(8, 2, [16])
+        fit(model, x, y, TrainParams(epochs=60, batch_size=32, learning_rate=0.01, label_smoothing=smoothing),
+            verbose=0)
+        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(x, verbose=0)))
+        confidence[smoothing] = float(probabilities.max(1).mean())
+    assert confidence[0.0] > 0.97 and 0.8 < confidence[0.2] < 0.95  # the smoothed optimum: 1 - 0.2 + 0.1 = 0.9
 
 
 def test_an_interrupt_that_a_library_swallowed_still_stops_training():

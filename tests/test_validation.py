@@ -119,6 +119,9 @@ CASES = {
     "class weights on a line model": ({"data": {"source": "synthetic-lines"}, "model": {"kind": "crnn"},
                                        "train": {"class_weight": "balanced"}}, None,
                                       "train.class_weight weighs single characters"),
+    "label smoothing on a line model": ({"data": {"source": "synthetic-lines"}, "model": {"kind": "crnn"},
+                                         "train": {"label_smoothing": 0.1}}, None,
+                                        "train.label_smoothing softens single characters' targets"),
 }
 
 
