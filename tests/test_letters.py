@@ -112,12 +112,13 @@ def test_character_metrics_top3_and_case_insensitive():
 
 
 def test_dvc_exp_run_trains_a_digits_and_letters_model_end_to_end(folder, tmp_path):
-    """Embedded digits + a generated EMNIST-layout folder, through the real dvc exp run, MLflow and export;
-    the exported and the registered model then read a letter through `neurodigits predict`."""
+    """Embedded digits + a generated EMNIST-layout folder, through the real dvc exp run (with the letters
+    recipe's label smoothing), MLflow and export; the exported and the registered model then read a letter
+    through `neurodigits predict`."""
     root, _, test = folder
-    project = copy_project(tmp_path / "project", train={"epochs": 4})
+    project = copy_project(tmp_path / "project", train={"epochs": 8})
     run(["dvc", "exp", "run", "-S", "data.source=[mnist-5k, emnist]", "-S", f"data.path={root}",
-         "-S", "data.limit=300", "-S", "data.image_size=28"], project)
+         "-S", "data.limit=300", "-S", "data.image_size=28", "-S", "train.label_smoothing=0.1"], project)
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["test_mnist-5k"]["n"] == 60 and metrics["test_emnist"]["n"] == 20 and metrics["test_ok"]["n"] == 10
     assert {"top3_accuracy", "case_insensitive_accuracy"} <= set(metrics["test"])
