@@ -85,7 +85,7 @@ def test_every_file_a_stage_runs_is_its_dependency():
     (neurodigits/__init__.py holds only the error class and the version string.)"""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        deps = [str(dep).split("#")[0].strip().rstrip("/") for dep in stage["deps"]]
+        deps = [str(dep).rstrip("/") for dep in stage["deps"]]
         needed = imported_files(f"stages.{name}") - {"neurodigits/__init__.py"}
         missing = sorted(f for f in needed if not any(f == dep or f.startswith(dep + "/") for dep in deps))
         assert not missing, f"dvc.yaml: stage {name} runs {missing} without depending on them"
