@@ -2,6 +2,7 @@
 
     python benchmarks/read_pages.py [--model models/export | models:/neurodigits@champion] [--pages 100]
     python benchmarks/read_pages.py --letters ../shared/data/unipen-letters --model <letters export>
+    python benchmarks/read_pages.py --specks 1   # dark specks (dust, pencil grain), 1 per 100x100 px of page
 
 Pages come from neurodigits.synth.synthetic_page. Digits: 1-4 lines of 2-7 held-out digits each,
 random sizes, spacing, jitter, thin/thick strokes, light noise and shadows. Letters (`--letters`):
@@ -30,7 +31,7 @@ from neurodigits.inference import Classifier, load_classifier
 from neurodigits.page import classify_crops, line_text, read_page
 from neurodigits.params import DataParams
 from neurodigits.preprocess import ink_map, to_model_input
-from neurodigits.synth import Page, clean_accuracy, clean_images, held_out_digits, synthetic_page
+from neurodigits.synth import Page, clean_accuracy, clean_images, held_out_digits, synthetic_page, with_specks
 
 
 def score(truth: list[str], read: list[str]) -> tuple[int, int]:
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--letters", metavar="FOLDER", help="pages of words from this EMNIST-layout letters folder")
+    parser.add_argument("--specks", type=float, default=0, help="dark specks of 3-6 px per 100x100 px of page")
     args = parser.parse_args()
 
     classifier = load_classifier(args.model)
@@ -99,6 +101,8 @@ def main() -> None:
     reading = 0.0
     for _ in range(args.pages):
         page = make_page()
+        if args.specks:
+            page = with_specks(page, round(args.specks * page.image.size / 1e4), rng)
         started = time.perf_counter()
         try:
             lines = [line_text(line) for line in read_page(page.image / 255.0, classifier)]
@@ -117,7 +121,8 @@ def main() -> None:
         "gap_points": round(100 * (clean - right_chars / n_chars), 2),
         "boxed_accuracy": round(boxed / n_chars, 4),
         "word_accuracy" if args.letters else "number_accuracy": round(right_words / n_words, 4),
-        "pages": args.pages, "characters": n_chars, "words" if args.letters else "numbers": n_words,
+        "pages": args.pages, "specks_per_10k_px": args.specks, "characters": n_chars,
+        "words" if args.letters else "numbers": n_words,
         "ms_per_page": round(1000 * reading / args.pages, 1),  # `read_page` alone
     }, indent=2))
 

@@ -3,7 +3,8 @@
 Characters are the connected components of the page's ink map; pieces of one broken character
 (the same x-range within a line) are merged, and so are small pieces with the character they sit over,
 under or across (an i's dot, a t's loose bar); over-wide blobs of touching digits are split at their
-thinnest column (digit models only: letters such as m and w are wide), and dust is dropped. Words
+thinnest column (digit models only: letters such as m and w are wide), and dust (too little ink, or too small
+both ways, however dark) is dropped. Words
 are separated by gaps wider than WORD_GAP times the line's median character height.
 """
 
@@ -23,6 +24,7 @@ from neurodigits.preprocess import MAX_PAGE_SIDE, fit_line, ink_map, mnist_style
 DOT_SHARE = 0.01  # components with less ink than this share of a typical one are specks (an i's dot has more)
 DUST_SHARE = 0.03  # ... as are those with less than this share, unless they join a character as one of its pieces
 MIN_MASS_SHARE = 0.15  # ... and so are merged blobs with less than this share, unless a stroke half a character tall
+MIN_SIDE = 0.3  # ... and, however dark, blobs under this many character heights both ways
 PIECE_SHARE = 0.35  # a blob with less ink than this share of a typical one, and less than half a character
 PIECE_REACH = 0.75  # tall, is a piece (a dot, a loose bar): it joins a small blob this many heights above or below
 PIECE_SLACK = 0.15  # whose columns (widened by this many heights) reach its centre
@@ -79,7 +81,8 @@ def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
 
 def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
     """Merge the pieces of broken characters: blobs whose x-ranges overlap by half the narrower one's
-    width and which are vertically less than a quarter of a character's height apart."""
+    width and which are vertically less than a quarter of a character's height apart. Given blobs of a
+    character's size only: small pieces, specks among them, join in `_join_pieces`, where they cannot chain."""
     blobs = sorted(blobs, key=lambda b: b.box[1])
     merged = True
     while merged:
@@ -101,20 +104,26 @@ def _merge_pieces(blobs: list[_Blob], height: float) -> list[_Blob]:
     return blobs
 
 
-def _join_pieces(blobs: list[_Blob], dots: list[_Blob], height: float, typical: float) -> list[_Blob]:
-    """Each small piece (under PIECE_SHARE of a typical character's ink and half its height: an i's dot, a t's
-    loose bar), and each dot too light to stand alone, smallest first, joins the nearest blob by rows that may
-    take it: one holding a stroke a quarter of a character tall (specks never gather into a character), whose
-    columns reach the piece's centre and, beside it (sharing rows), overlap it; from more than a quarter of a
-    character above or below, only a small blob (an i's stem, not a whole letter). Dots that join none are dropped."""
-    blobs = blobs + dots
+def _is_piece(blob: _Blob, height: float, typical: float) -> bool:
+    """Under PIECE_SHARE of a typical character's ink and half its height: an i's dot, a t's loose bar, a speck."""
+    return blob.mass < PIECE_SHARE * typical and blob.box[2] - blob.box[0] < 0.5 * height
+
+
+def _join_pieces(blobs: list[_Blob], pieces: list[_Blob], height: float, typical: float) -> list[_Blob]:
+    """Each piece (`_is_piece`, or a dot too light to stand alone), smallest first, joins the nearest blob by rows
+    that may take it: one holding a stroke a quarter of a character tall (specks never gather into a character),
+    whose columns reach the piece's centre and, beside it (sharing rows), overlap it; from more than a quarter of
+    a character above or below, only a small blob (an i's stem, not a whole letter). Distances are measured from
+    each blob's own box, not from the pieces it took: specks near a character do not chain into a tall blob.
+    Dots that join none are dropped."""
+    blobs = blobs + pieces
     boxes = np.array([b.box for b in blobs], dtype=float).reshape(-1, 4)
     mass = np.array([b.mass for b in blobs])
     tallest = np.array([b.tallest for b in blobs])
     alive = np.ones(len(blobs), dtype=bool)
     for i in np.argsort(mass, kind="stable"):
         top, left, bottom, right = boxes[i]
-        if mass[i] >= PIECE_SHARE * typical or bottom - top >= 0.5 * height:
+        if not _is_piece(blobs[i], height, typical):
             continue
         gap = np.maximum(top, boxes[:, 0]) - np.minimum(bottom, boxes[:, 2])  # negative: rows shared
         centre = (left + right) / 2
@@ -126,7 +135,7 @@ def _join_pieces(blobs: list[_Blob], dots: list[_Blob], height: float, typical: 
         if takers.any():
             j = np.flatnonzero(takers)[np.argmin(gap[takers])]
             blobs[j] = blobs[j].merge(blobs[i])
-            boxes[j], mass[j], tallest[j], alive[i] = blobs[j].box, blobs[j].mass, blobs[j].tallest, False
+            mass[j], tallest[j], alive[i] = blobs[j].mass, blobs[j].tallest, False
     return [b for b, keep in zip(blobs, alive) if keep and b.mass >= DUST_SHARE * typical]
 
 
@@ -159,12 +168,14 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     typical = float(np.median([b.mass for b in large]))
     height = float(np.median([b.box[2] - b.box[0] for b in large]))
     dots = [b for b in blobs if DOT_SHARE * typical <= b.mass < DUST_SHARE * typical]
-    lines = _lines(_join_pieces(_merge_pieces([b for b in blobs if b.mass >= DUST_SHARE * typical], height),
-                                dots, height, typical))
+    pieces = [b for b in blobs if b.mass >= DUST_SHARE * typical and _is_piece(b, height, typical)]
+    characters = [b for b in blobs if b.mass >= DUST_SHARE * typical and not _is_piece(b, height, typical)]
+    lines = _lines(_join_pieces(_merge_pieces(characters, height), pieces + dots, height, typical))
     found = []
     for line in lines:  # a thin i, l or 1 holds little ink, but is half a character tall, and a stroke
-        line = [b for b in line if b.mass >= MIN_MASS_SHARE * typical
-                or (b.box[2] - b.box[0] >= 0.5 * height and b.tallest >= 0.25 * height)]
+        line = [b for b in line if (b.mass >= MIN_MASS_SHARE * typical
+                                    or (b.box[2] - b.box[0] >= 0.5 * height and b.tallest >= 0.25 * height))
+                and max(b.box[2] - b.box[0], b.box[3] - b.box[1]) >= MIN_SIDE * height]
         if not line:
             continue
         line_height = float(np.median([b.box[2] - b.box[0] for b in line]))

@@ -277,6 +277,15 @@ def synthetic_page(digits: np.ndarray, labels: list[str], rng: np.random.Generat
     return Page((np.clip(gray, 0, 1) * 255).round().astype(np.uint8), texts, boxes)
 
 
+def with_specks(page: Page, count: int, rng: np.random.Generator) -> Page:
+    """The page with `count` dark specks (dust, pencil grain): squares of 3-6 px at 0.2 of white, anywhere."""
+    image = page.image.copy()
+    rows, cols = rng.integers(0, image.shape[0] - 6, count), rng.integers(0, image.shape[1] - 6, count)
+    for row, col, side in zip(rows, cols, rng.integers(3, 7, count)):
+        image[row:row + side, col:col + side] = 51
+    return Page(image, page.lines, page.boxes)
+
+
 def text_page(lines: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Lines of handwriting (uint8 ink maps, bright on dark, any sizes) set one under another on a page as a
     paragraph is written: margins, a little indentation, uneven line spacing, grey paper with light noise.

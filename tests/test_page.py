@@ -15,7 +15,7 @@ from neurodigits import NeuroDigitsError
 from neurodigits.inference import load_classifier
 from neurodigits.page import find_digits, read_page
 from neurodigits.preprocess import ink_map
-from neurodigits.synth import clean_accuracy, held_out_digits, synthetic_page
+from neurodigits.synth import clean_accuracy, held_out_digits, synthetic_page, with_specks
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,40 @@ def test_an_i_keeps_its_dot_though_far_above_and_beside_its_stem(held_out):
 def test_specks_on_the_page_neither_join_nor_become_characters(held_out):
     x, labels = held_out
     rng = np.random.default_rng(4)
-    page = synthetic_page(x, labels, rng, lines=4)
-    gray = page.image / 255.0
-    for row, col, side in zip(rng.integers(0, gray.shape[0] - 6, 300), rng.integers(0, gray.shape[1] - 6, 300),
-                              rng.integers(3, 7, 300)):
-        gray[row:row + side, col:col + side] = 0.2  # dust and pencil grain, 3-6 px
-    assert [len(line) for line in find_digits(ink_map(gray))] == [len(line) for line in page.lines]
+    page = with_specks(synthetic_page(x, labels, rng, lines=4), 300, rng)
+    assert [len(line) for line in find_digits(ink_map(page.image / 255.0))] == [len(line) for line in page.lines]
+
+
+def test_a_dark_speck_as_heavy_as_a_thin_character_is_not_one(held_out):
+    """Dust can hold as much ink as a thin digit (a third of a typical one here), but no character is that small
+    both ways: a blob under MIN_SIDE character heights tall and wide is dropped, however dark."""
+    x, _ = held_out
+    tall = [d for d in x if np.ptp(np.nonzero(d)[0]) >= 19][:4]  # digits 20 px tall: 60 px on the page
+    page = page_of(tall, gap=30)
+    for left in (3 * 40 + 3 * 28 + 30, 3 * 40 + 6 * 28 + 120):  # in the gaps between the first digits
+        page[3 * 40 + 25:3 * 40 + 41, left:left + 16] = 0.1  # 16 px square: 256 px of ink
+    lines = find_digits(ink_map(page))
+    assert [len(line) for line in lines] == [4]
+
+
+def overlap(a: tuple, b: tuple) -> float:
+    """Intersection over union of two (top, left, bottom, right) boxes."""
+    rows, cols = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    shared = max(0, rows) * max(0, cols)
+    return shared / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 17, 19])
+def test_specks_beside_characters_do_not_chain_into_them(held_out, seed):
+    """A speck near a character joins it, but the next speck is measured from the character's own ink, not from
+    the speck: no chain of specks grows a character into a tall blob that swallows lines. Each line's characters
+    are found, in one line, each box over half its true box."""
+    x, labels = held_out
+    rng = np.random.default_rng(seed)
+    page = with_specks(synthetic_page(x, labels, rng, lines=4), 300, rng)
+    found = [[box for box, _ in line] for line in find_digits(ink_map(page.image / 255.0))]
+    for true_line in page.boxes:
+        assert any(all(any(overlap(true, box) >= 0.5 for box in line) for true in true_line) for line in found)
 
 
 def test_lines_are_ordered_top_to_bottom_left_to_right(export, held_out):
