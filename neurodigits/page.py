@@ -4,8 +4,8 @@ Characters are the connected components of the page's ink map; pieces of one bro
 (the same x-range within a line) are merged, and so are small pieces with the character they sit over,
 under or across (an i's dot, a t's loose bar); over-wide blobs of touching digits are split at their
 thinnest column (digit models only: letters such as m and w are wide), and dust (too little ink, or too small
-both ways, however dark) is dropped. Words
-are separated by gaps wider than WORD_GAP times the line's median character height.
+both ways, however dark) is dropped. Words are separated by gaps wider than WORD_GAP times the line's median
+character height.
 """
 
 from __future__ import annotations
