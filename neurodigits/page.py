@@ -168,8 +168,10 @@ def find_digits(ink: np.ndarray, split_wide: bool = True) -> list[list[tuple[Box
     typical = float(np.median([b.mass for b in large]))
     height = float(np.median([b.box[2] - b.box[0] for b in large]))
     dots = [b for b in blobs if DOT_SHARE * typical <= b.mass < DUST_SHARE * typical]
-    pieces = [b for b in blobs if b.mass >= DUST_SHARE * typical and _is_piece(b, height, typical)]
-    characters = [b for b in blobs if b.mass >= DUST_SHARE * typical and not _is_piece(b, height, typical)]
+    pieces, characters = [], []
+    for blob in blobs:
+        if blob.mass >= DUST_SHARE * typical:
+            (pieces if _is_piece(blob, height, typical) else characters).append(blob)
     lines = _lines(_join_pieces(_merge_pieces(characters, height), pieces + dots, height, typical))
     found = []
     for line in lines:  # a thin i, l or 1 holds little ink, but is half a character tall, and a stroke

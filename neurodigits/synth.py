@@ -282,7 +282,7 @@ def with_specks(page: Page, count: int, rng: np.random.Generator) -> Page:
     image = page.image.copy()
     rows, cols = rng.integers(0, image.shape[0] - 6, count), rng.integers(0, image.shape[1] - 6, count)
     for row, col, side in zip(rows, cols, rng.integers(3, 7, count)):
-        image[row:row + side, col:col + side] = 51
+        image[row:row + side, col:col + side] = round(0.2 * 255)
     return Page(image, page.lines, page.boxes)
 
 

@@ -69,8 +69,12 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
     """Adam on SparseCategoricalCrossentropy(from_logits=True), as in the reference (with `train.label_smoothing`,
     on smoothed targets); a line model (crnn) on the CTC loss, one batch per call (its batches differ in width)."""
     lines = model.name == "crnn"
-    loss = (ctc_loss if lines else SmoothedCrossentropy(params.label_smoothing) if params.label_smoothing
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if lines:
+        loss = ctc_loss
+    elif params.label_smoothing:
+        loss = SmoothedCrossentropy(params.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(params, steps_per_epoch)),
         loss=loss,
