@@ -372,7 +372,7 @@ def mnist_style(ink: np.ndarray, size: int) -> np.ndarray:
     if crop is None:
         raise BlankImageError("image is blank (no ink found); give an image of one character")
     crop = _normalise_stroke(crop, MNIST_BOX / max(crop.shape))
-    crop = _crop(crop, crop > 0.05)  # never None: stroke changes keep ink at full strength
+    crop = _crop(crop, crop > 0.05) if crop.max() > 0.05 else crop  # faint ink only (a cut of a page): all of it
     scale = MNIST_BOX / max(crop.shape)
     shape = (max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale)))
     digit = np.clip(_resize(crop, shape, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR), 0, 1)

@@ -22,6 +22,7 @@ from neurodigits.preprocess import (
     _quantiles,
     _window,
     load_digit,
+    mnist_style,
     preprocess_image,
     read_grayscale,
 )
@@ -75,6 +76,15 @@ def test_broken_stroke_is_kept_and_dust_is_dropped(digits):
     gray[100:106, :] = 0.9 * np.linspace(1.0, 0.55, 200)[None, :]  # a gap across the digit
     gray[5:8, 5:8] = 0.1  # a speck in the corner
     assert similarity(preprocess_image(gray, 28), digits[0][0]) > 0.7
+
+
+def test_a_character_of_faint_ink_only_is_framed_not_failed():
+    """A cut from a page may hold only faint ink (under 0.05 of full strength): it is framed like any other."""
+    ink = np.zeros((30, 12), np.float32)
+    ink[3:27, 5:8] = 0.03
+    framed = mnist_style(ink, 20)
+    assert framed.shape == (20, 20) and framed.max() > 100  # a centred bar, at full strength
+    assert framed[:, :8].max() == framed[:, -8:].max() == 0
 
 
 def ruled_paper(squared: bool) -> np.ndarray:
