@@ -96,7 +96,7 @@ class ModelParams(_Section):
     conv_filters: list[PositiveInt] = Field(default=[32, 64], min_length=1)
     kernel_size: int = Field(3, ge=1, le=7)
     convs_per_block: int = Field(2, ge=1, le=4)
-    batch_norm: bool = False
+    batch_norm: Literal[False, True, "pooled"] = False
     dense_units: int = Field(128, gt=0)
     dropout: float = Field(0.4, ge=0, lt=1)
     rnn_units: int = Field(128, gt=0)

@@ -40,6 +40,14 @@ def test_cnn_follows_its_params():
     assert not any(layer.name.startswith("batch_norm") for layer in model.layers)
     normalized = build_model(ModelParams(kind="cnn", conv_filters=[8], batch_norm=True), TrainParams(), 20, 10)
     assert sum(layer.name.startswith("batch_norm") for layer in normalized.layers) == 2
+    pooled = build_model(ModelParams(kind="cnn", conv_filters=[8, 16], batch_norm="pooled"), TrainParams(), 20, 10)
+    kinds = [type(layer).__name__ for layer in pooled.layers if not isinstance(layer, (keras.layers.InputLayer,
+                                                                                           keras.layers.Reshape))]
+    block = ["Conv2D", "ReLU", "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU"]  # once per block, pooled
+    assert kinds[:12] == block * 2
+    assert [layer.use_bias for layer in pooled.layers if isinstance(layer, keras.layers.Conv2D)] == [True, False] * 2
+    with pytest.raises(ValueError, match="batch_norm"):
+        ModelParams(kind="cnn", batch_norm="after")
 
 
 def test_augmentation_acts_in_training_only():
@@ -209,7 +217,8 @@ def test_lr_schedules_start_at_the_learning_rate_and_decay():
 def test_short_cnn_run_through_the_pipeline_beats_chance(tmp_path: Path):
     project = copy_project(tmp_path, data={"limit": 1000},
                            train={"epochs": 4, "batch_size": 16, "learning_rate": 0.003, "augment": True},
-                           model={"kind": "cnn", "conv_filters": [8, 16], "dense_units": 32, "dropout": 0.0})
+                           model={"kind": "cnn", "conv_filters": [8, 16], "dense_units": 32, "dropout": 0.0,
+                                  "batch_norm": "pooled"})  # exported with batch norm after a max-pool, too
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.5  # chance is 0.1
