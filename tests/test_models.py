@@ -21,7 +21,16 @@ from neurodigits.models import (
     inference_model,
 )
 from neurodigits.params import ModelParams, TrainParams
-from neurodigits.training import SmoothedCrossentropy, class_weights, fit, learning_rate, set_determinism
+from neurodigits.training import (
+    SmoothedCrossentropy,
+    batches,
+    class_weights,
+    compile_model,
+    fit,
+    learning_rate,
+    set_determinism,
+    weights_sha256,
+)
 
 
 def test_mlp_has_the_reference_shapes():
@@ -165,6 +174,27 @@ def test_balanced_class_weights_lift_a_rare_class():
         fit(model, x, y, TrainParams(epochs=20, batch_size=32, learning_rate=0.01, class_weight=weighting), verbose=0)
         predicted[weighting] = (model.predict(x, verbose=0).argmax(1) == 1).mean()
     assert predicted["none"] < 0.05 and predicted["balanced"] > 0.3
+
+
+def test_training_batches_are_kerass_own_bit_for_bit():
+    """fit feeds Keras `training.batches` (its own adapter of NumPy arrays, without tf.data's autotuning thread):
+    the trained weights are those of Keras's fit on the arrays, with class weights and validation data too."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 16), dtype=np.float32), rng.integers(0, 3, 300)
+    params = TrainParams(epochs=3, batch_size=32, class_weight="balanced")
+    hashes = []
+    for keras_arrays in (True, False):
+        set_determinism(0)
+        model = build_mlp(16, 3, [8])
+        if keras_arrays:
+            compile_model(model, params, steps_per_epoch=10)
+            model.fit(x, y, epochs=3, batch_size=32, shuffle=True, validation_data=(x[:50], y[:50]),
+                      class_weight=class_weights(y), verbose=0)
+        else:
+            fit(model, x, y, params, validation=(x[:50], y[:50]), verbose=0)
+        hashes.append(weights_sha256(model))
+    assert hashes[0] == hashes[1]
+    assert not batches(x, y, 32).options().autotune.enabled
 
 
 def test_label_smoothing_aims_at_a_softened_target():
