@@ -259,7 +259,8 @@ def _fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, params: TrainPa
                        class_weight=class_weights(y) if params.class_weight == "balanced" else None)
         validation = validation and batches(*validation, params.batch_size)
     history = model.fit(data, epochs=initial_epoch + params.epochs, initial_epoch=initial_epoch,
-                        validation_data=validation, callbacks=callbacks, verbose=verbose)
+                        validation_data=validation, shuffle=False,  # the batches are shuffled already
+                        callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(initial_epoch + 1, initial_epoch + len(frame) + 1))
     return frame
