@@ -148,8 +148,9 @@ def build_augmentation(rotation: float, shift: float, zoom: float, elastic: floa
 def conv_block(x: keras.KerasTensor, filters: int, kernel_size: int, convs: int, batch_norm: bool | str,
                pool: tuple[int, int] = (2, 2)) -> keras.KerasTensor:
     """One block of the CNN and the CRNN: `convs` conv(-batchnorm)-ReLU layers, then max-pooling by `pool`;
-    with batch_norm "pooled", the last convolution is pooled first, then normalised and rectified (max-pooling
-    commutes with ReLU, so only the statistics differ, and they cost a quarter of the work)."""
+    with batch_norm "pooled", the last convolution is pooled first, then normalised and rectified: max-pooling
+    commutes with ReLU (and with batch norm's scaling where it is positive), so it is nearly the same model,
+    normalising a quarter of the values."""
     for i in range(convs):
         after_pool = batch_norm == "pooled" and i == convs - 1
         normalised = batch_norm is True or after_pool

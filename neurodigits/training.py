@@ -227,7 +227,8 @@ class StopWhenInterrupted(keras.callbacks.Callback):
 
 def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` without tf.data's autotuning thread. `fit` makes a new iterator each epoch, and deleting the old one
-    waits for that thread to wake from a sleep that doubles up to a minute (TF 2.21): 0-15 s lost per epoch."""
+    waits for that thread to wake from a timed sleep that lengthens as training goes on (TF 2.21): up to 15 s of an
+    idle machine per epoch, measured on the letters."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
