@@ -81,11 +81,11 @@ def main() -> None:
     if args.epochs:
         x = rng.random((LETTERS_TRAIN_IMAGES, size * size), dtype=np.float32)
         y = rng.integers(0, CLASSES, len(x))
-        for feed in ("NumPy arrays", "training.batches"):
+        feeds = {"NumPy arrays": {"x": x, "y": y, "batch_size": train.batch_size, "shuffle": True},
+                 "training.batches": {"x": training.batches(x, y, train.batch_size, shuffle=True), "shuffle": False}}
+        for feed, data in feeds.items():
             model, timer = model_with(params.model.batch_norm), EpochTimes()
-            data = (x, y) if feed == "NumPy arrays" else (training.batches(x, y, train.batch_size, shuffle=True), None)
-            model.fit(*data, batch_size=train.batch_size if feed == "NumPy arrays" else None,
-                      shuffle=feed == "NumPy arrays", epochs=args.epochs, callbacks=[timer], verbose=0)
+            model.fit(**data, epochs=args.epochs, callbacks=[timer], verbose=0)
             print(f"{feed:>16}: epochs of {', '.join(f'{t:.1f}' for t in timer.times)} s "
                   f"(total {sum(timer.times):.0f} s, {len(x):,} images, batch {train.batch_size})")
 
